@@ -1,0 +1,190 @@
+/* kconf.c - -b/@FILE, -X and -F handling; see kconf.h. */
+#include "kconf.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsutil.h"
+#include "log.h"
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+int ds_kconf_bootstrap(ds_kconf *kc, const char *arg, ds_err *err)
+{
+    char *list = NULL;
+    if (arg[0] == '@') {
+        char *text = NULL;
+        size_t len;
+        int rc = ds_read_file(arg + 1, &text, &len, err);
+        if (rc < 0)
+            return rc;
+        char *save = NULL;
+        for (char *line = strtok_r(text, "\n", &save); line != NULL;
+             line = strtok_r(NULL, "\n", &save)) {
+            char *t = trim(line);
+            if (*t != '\0' && *t != '#') {
+                list = strdup(t);
+                break;
+            }
+        }
+        free(text);
+        if (list == NULL)
+            return ds_err_set(err, -EINVAL, "usage",
+                              "read bootstrap file %s: no broker list in it "
+                              "(is the broker running?)",
+                              arg + 1);
+    } else {
+        list = strdup(arg);
+    }
+    if (list == NULL)
+        return ds_err_set(err, -ENOMEM, "internal", "bootstrap: out of memory");
+    free(kc->bootstrap);
+    kc->bootstrap = list;
+    return 0;
+}
+
+static int push_kv(ds_kconf *kc, const char *key, size_t klen,
+                   const char *value, ds_err *err)
+{
+    ds_kconf_kv *nkv = realloc(kc->kv, (kc->n + 1) * sizeof(*nkv));
+    if (nkv == NULL)
+        return ds_err_set(err, -ENOMEM, "internal", "config: out of memory");
+    kc->kv = nkv;
+    nkv[kc->n].key = strndup(key, klen);
+    nkv[kc->n].value = strdup(value);
+    if (nkv[kc->n].key == NULL || nkv[kc->n].value == NULL) {
+        free(nkv[kc->n].key);
+        free(nkv[kc->n].value);
+        return ds_err_set(err, -ENOMEM, "internal", "config: out of memory");
+    }
+    kc->n++;
+    return 0;
+}
+
+int ds_kconf_add(ds_kconf *kc, const char *kv, ds_err *err)
+{
+    const char *eq = strchr(kv, '=');
+    if (eq == NULL || eq == kv)
+        return ds_err_set(err, -EINVAL, "usage",
+                          "-X %s: expected key=value (e.g. -X "
+                          "security.protocol=SSL)",
+                          kv);
+    return push_kv(kc, kv, (size_t)(eq - kv), eq + 1, err);
+}
+
+int ds_kconf_add_file(ds_kconf *kc, const char *path, ds_err *err)
+{
+    char *text = NULL;
+    size_t len;
+    int rc = ds_read_file(path, &text, &len, err);
+    if (rc < 0)
+        return rc;
+    char *save = NULL;
+    unsigned lineno = 0;
+    for (char *line = strtok_r(text, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save)) {
+        lineno++;
+        char *t = trim(line);
+        if (*t == '\0' || *t == '#' || *t == '!')
+            continue;
+        char *eq = strchr(t, '=');
+        if (eq == NULL || eq == t) {
+            rc =
+                ds_err_set(err, -EINVAL, "usage",
+                           "read %s line %u: expected key=value", path, lineno);
+            break;
+        }
+        *eq = '\0';
+        rc = push_kv(kc, trim(t), strlen(trim(t)), trim(eq + 1), err);
+        if (rc < 0)
+            break;
+    }
+    free(text);
+    return rc;
+}
+
+void ds_kconf_free(ds_kconf *kc)
+{
+    if (kc == NULL)
+        return;
+    for (size_t i = 0; i < kc->n; i++) {
+        free(kc->kv[i].key);
+        free(kc->kv[i].value);
+    }
+    free(kc->kv);
+    free(kc->bootstrap);
+    memset(kc, 0, sizeof(*kc));
+}
+
+int ds_kconf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
+                 ds_err *err)
+{
+    char errstr[512];
+    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) !=
+        RD_KAFKA_CONF_OK)
+        return ds_err_set(err, -EINVAL, "usage", "kafka setting %s=%s: %s", key,
+                          value, errstr);
+    return 0;
+}
+
+/* librdkafka's own log lines, as logfmt. Connection failures (facility
+ * FAIL) are left out: they reach the program as error events, which it
+ * logs once with its own context. Called from librdkafka's threads:
+ * ds_log keeps no state and writes each line with one write(2). */
+static void log_to_logfmt(const rd_kafka_t *rk, int level, const char *fac,
+                          const char *buf)
+{
+    if (strcmp(fac, "FAIL") == 0)
+        return;
+    char q[1024];
+    ds_log(level <= 3   ? "error"
+           : level == 4 ? "warn"
+                        : "info",
+           "kafka-log", "client=%s facility=%s detail=%s", rd_kafka_name(rk),
+           fac, ds_log_quote(q, sizeof(q), buf));
+}
+
+void ds_kconf_log_error(rd_kafka_t *rk, int err, const char *reason,
+                        void *opaque)
+{
+    (void)opaque;
+    char q[1024];
+    ds_log(err == RD_KAFKA_RESP_ERR__FATAL ? "error" : "warn", "kafka-error",
+           "client=%s error=%s detail=%s", rd_kafka_name(rk),
+           rd_kafka_err2name((rd_kafka_resp_err_t)err),
+           ds_log_quote(q, sizeof(q), reason));
+}
+
+int ds_kconf_apply(const ds_kconf *kc, rd_kafka_conf_t *conf, ds_err *err)
+{
+    rd_kafka_conf_set_log_cb(conf, log_to_logfmt);
+    int have_bootstrap = kc->bootstrap != NULL;
+    if (kc->bootstrap != NULL) {
+        int rc = ds_kconf_set(conf, "bootstrap.servers", kc->bootstrap, err);
+        if (rc < 0)
+            return rc;
+    }
+    for (size_t i = 0; i < kc->n; i++) {
+        int rc = ds_kconf_set(conf, kc->kv[i].key, kc->kv[i].value, err);
+        if (rc < 0)
+            return rc;
+        if (strcmp(kc->kv[i].key, "bootstrap.servers") == 0)
+            have_bootstrap = 1;
+    }
+    if (!have_bootstrap)
+        return ds_err_set(err, -EINVAL, "usage",
+                          "no broker given: pass -b HOST:PORT or -b @FILE "
+                          "(the file `despooler dev-broker "
+                          "--bootstrap-file FILE` writes)");
+    return 0;
+}

@@ -1,0 +1,57 @@
+/*
+ * kconf.h - the Kafka client settings a user gives on the command line,
+ * shared by pkgpub and despooler: -b BOOTSTRAP (or -b @FILE, the file that
+ * `despooler dev-broker --bootstrap-file` and `scripts/kafka` write),
+ * -X key=value and -F file.properties, applied in command-line order over
+ * each program's own defaults, so the user always has the last word;
+ * librdkafka's log lines become logfmt lines like the programs' own.
+ * Also the topic names of the contract.
+ */
+#ifndef DS_KCONF_H
+#define DS_KCONF_H
+
+#include <librdkafka/rdkafka.h>
+
+#include "err.h"
+
+#define DS_TOPIC_UPDATES "pkg.updates"
+#define DS_TOPIC_DLQ     "pkg.updates.dlq"
+#define DS_TOPIC_STATUS  "pkg.status"
+
+typedef struct ds_kconf_kv {
+    char *key;
+    char *value;
+} ds_kconf_kv;
+
+typedef struct ds_kconf {
+    char *bootstrap; /* resolved list (after @FILE) or NULL */
+    ds_kconf_kv *kv; /* user overrides in order */
+    size_t n;
+} ds_kconf;
+
+/* Set the bootstrap list from a -b argument; "@FILE" reads the first
+ * non-empty line of FILE. */
+int ds_kconf_bootstrap(ds_kconf *kc, const char *arg, ds_err *err);
+
+/* Add "key=value" from -X. */
+int ds_kconf_add(ds_kconf *kc, const char *kv, ds_err *err);
+
+/* Add every "key=value" line of a Java-style properties file (-F);
+ * blank lines and lines starting with # or ! are skipped. */
+int ds_kconf_add_file(ds_kconf *kc, const char *path, ds_err *err);
+
+void ds_kconf_free(ds_kconf *kc);
+
+/* Set one property on conf, with the error naming key and value. */
+int ds_kconf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
+                 ds_err *err);
+
+/* An error_cb that logs the error as one logfmt line (kafka-error). */
+void ds_kconf_log_error(rd_kafka_t *rk, int err, const char *reason,
+                        void *opaque);
+
+/* Apply bootstrap and the user's overrides onto conf (which holds the
+ * program's defaults). Fails if no bootstrap was given. */
+int ds_kconf_apply(const ds_kconf *kc, rd_kafka_conf_t *conf, ds_err *err);
+
+#endif

@@ -1,0 +1,950 @@
+/*
+ * library.c - a site's content library on disk: the per-worker token that
+ * marks staging directories, start-up cleanup of dead workers' leftovers,
+ * and the finalize protocol that moves a fully written, synced staging
+ * tree to versions/<V> and swaps current to it, durably and never
+ * backwards. Layout and protocol: library.h and DESIGN.md.
+ */
+#include "library.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "log.h"
+
+#define TOKEN_BYTES      8
+#define TOKEN_LEN        (2 * TOKEN_BYTES)
+#define NAME_MAX_PKG     128 /* [A-Za-z0-9][A-Za-z0-9._-]{0,127} */
+#define NAME_MAX_TAG     128
+#define VERSION_NAME_MAX 21 /* UINT64_MAX has 20 digits */
+/* Staging entry: <token>-<tag>; also <token>-prune-<V> while pruning. */
+#define STAGE_NAME_MAX (TOKEN_LEN + 1 + NAME_MAX_TAG + 1)
+#define OPEN_DIR       (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+#define TMP_PREFIX     ".current."
+#define TMP_SUFFIX     ".tmp"
+
+/*
+ * Everything is done with *at() calls relative to descriptors opened with
+ * O_NOFOLLOW, so a symlink planted in the library (a package directory,
+ * .staging, versions) is refused instead of followed. The struct is
+ * immutable after open (except the test-only fault hook), so threads may
+ * share one handle; every call opens its own descriptors, including the
+ * package lock, whose flock is per open file description and therefore
+ * excludes threads of one process as well as other processes.
+ */
+struct ds_library {
+    char *root;    /* realpath of the library root */
+    int rootfd;    /* the root directory */
+    int workersfd; /* <root>/.despool/workers */
+    int tokenfd;   /* <token>.lock, flock(LOCK_EX) held until close */
+    char token[TOKEN_LEN + 1];
+    unsigned keep;
+    ds_library_fault_fn fault;
+    void *fault_ctx;
+};
+
+/* ---- names ------------------------------------------------------------ */
+
+static bool is_alnum(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9');
+}
+
+/* [A-Za-z0-9][A-Za-z0-9._-]{0,max-1}: a single path component that is
+ * never ".", ".." or hidden, and has no '/'. */
+static bool valid_name(const char *s, size_t max)
+{
+    if (s == NULL || !is_alnum(s[0]))
+        return false;
+    size_t i = 1;
+    for (; s[i] != '\0'; i++) {
+        if (i >= max)
+            return false;
+        if (!is_alnum(s[i]) && s[i] != '.' && s[i] != '_' && s[i] != '-')
+            return false;
+    }
+    return true;
+}
+
+static int check_package(const char *pkg, ds_err *err)
+{
+    if (!valid_name(pkg, NAME_MAX_PKG))
+        return ds_err_set(err, -EINVAL, "internal",
+                          "library: invalid package name \"%s\"",
+                          pkg ? pkg : "(null)");
+    return 0;
+}
+
+static bool is_token(const char *s, size_t len)
+{
+    if (len != TOKEN_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+/* A version directory name or symlink target tail: canonical decimal
+ * (no sign, no leading zero), >= 1. Anything else is not ours. */
+static bool parse_version(const char *s, uint64_t *v)
+{
+    if (s[0] == '0')
+        return false;
+    return ds_parse_u64(s, v) == 0 && *v >= 1;
+}
+
+/*
+ * Split a staging path into its package and entry name. It must be
+ * exactly <root>/<package>/.staging/<entry>, with each part a plain
+ * component, so finalize and discard can never be pointed outside the
+ * library or at a package's own versions.
+ */
+static int parse_staging(const ds_library *lib, const char *path,
+                         char pkg[NAME_MAX_PKG + 1],
+                         char name[STAGE_NAME_MAX + 1], ds_err *err)
+{
+    size_t rl = strcmp(lib->root, "/") == 0 ? 0 : strlen(lib->root);
+    const char *p = path;
+    if (p == NULL || strncmp(p, lib->root, rl) != 0 || p[rl] != '/')
+        goto bad;
+    p += rl + 1;
+    const char *slash = strchr(p, '/');
+    if (slash == NULL || (size_t)(slash - p) > NAME_MAX_PKG)
+        goto bad;
+    memcpy(pkg, p, (size_t)(slash - p));
+    pkg[slash - p] = '\0';
+    if (!valid_name(pkg, NAME_MAX_PKG))
+        goto bad;
+    p = slash + 1;
+    if (strncmp(p, ".staging/", 9) != 0)
+        goto bad;
+    p += 9;
+    if (!valid_name(p, STAGE_NAME_MAX))
+        goto bad;
+    strcpy(name, p);
+    return 0;
+bad:
+    return ds_err_set(err, -EINVAL, "internal",
+                      "library: %s is not a staging directory of %s",
+                      path ? path : "(null)", lib->root);
+}
+
+/* ---- small wrappers ----------------------------------------------------- */
+
+/* mkdirat that accepts an existing entry (checked by the O_NOFOLLOW open
+ * that always follows). */
+static int mkdir_at(int dirfd, const char *name, const char *shown, ds_err *err)
+{
+    if (mkdirat(dirfd, name, 0755) < 0 && errno != EEXIST)
+        return ds_err_sys(err, "io-error", "mkdir %s", shown);
+    return 0;
+}
+
+static int open_dir_at(int dirfd, const char *name, const char *shown, int *out,
+                       ds_err *err)
+{
+    *out = openat(dirfd, name, OPEN_DIR);
+    if (*out < 0)
+        return ds_err_sys(err, "io-error", "open %s", shown);
+    return 0;
+}
+
+/* rm -rf name under dirfd; the message names the full path. */
+static int rm_in(const char *dir, int dirfd, const char *name, ds_err *err)
+{
+    ds_err inner;
+    ds_err_clear(&inner);
+    int rc = ds_rm_rf_at(dirfd, name, &inner);
+    if (rc < 0)
+        return ds_err_set(err, rc, "io-error", "rm -rf %s/%s: %s", dir, name,
+                          inner.msg);
+    return 0;
+}
+
+static void close_fd(int fd)
+{
+    if (fd >= 0)
+        close(fd);
+}
+
+static int fault(ds_library *lib, const char *point, const char *pkg,
+                 uint64_t version, ds_err *err)
+{
+    if (lib->fault == NULL)
+        return 0;
+    int rc = lib->fault(lib->fault_ctx, point);
+    if (rc == 0)
+        return 0;
+    return ds_err_set(err, rc < 0 ? rc : -rc, "io-error",
+                      "finalize %s/%s version %llu: fault injected at %s",
+                      lib->root, pkg, (unsigned long long)version, point);
+}
+
+/* ---- open / close ------------------------------------------------------- */
+
+static int new_token(char token[TOKEN_LEN + 1], ds_err *err)
+{
+    unsigned char raw[TOKEN_BYTES];
+    size_t got = 0;
+    while (got < sizeof(raw)) {
+        ssize_t r = getrandom(raw + got, sizeof(raw) - got, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return ds_err_sys(err, "io-error", "getrandom");
+        }
+        got += (size_t)r;
+    }
+    ds_hex(token, raw, sizeof(raw));
+    return 0;
+}
+
+/*
+ * Create and lock <token>.lock. A cleaner that finds a lock file it can
+ * lock unlinks it while holding the lock; if that happened between our
+ * create and our flock, we now hold a lock on an unlinked file that
+ * nobody can see, so check that the name still points at our inode and
+ * start over with a new token otherwise.
+ */
+static int take_token(ds_library *lib, ds_err *err)
+{
+    for (int attempt = 0; attempt < 16; attempt++) {
+        int rc = new_token(lib->token, err);
+        if (rc < 0)
+            return rc;
+        char name[TOKEN_LEN + 8];
+        snprintf(name, sizeof(name), "%s.lock", lib->token);
+        int fd =
+            openat(lib->workersfd, name,
+                   O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            if (errno == EEXIST)
+                continue; /* a token collision: draw again */
+            return ds_err_sys(err, "io-error", "create %s/.despool/workers/%s",
+                              lib->root, name);
+        }
+        while ((rc = flock(fd, LOCK_EX)) < 0 && errno == EINTR)
+            ;
+        if (rc < 0) {
+            rc = ds_err_sys(err, "io-error", "flock %s/.despool/workers/%s",
+                            lib->root, name);
+            close(fd);
+            return rc;
+        }
+        struct stat mine, named;
+        if (fstat(fd, &mine) == 0 &&
+            fstatat(lib->workersfd, name, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+            mine.st_dev == named.st_dev && mine.st_ino == named.st_ino) {
+            lib->tokenfd = fd;
+            return 0;
+        }
+        close(fd);
+    }
+    return ds_err_set(err, -EAGAIN, "io-error",
+                      "library %s: could not take a worker token", lib->root);
+}
+
+int ds_library_open(const char *root, unsigned keep_versions, ds_library **out,
+                    ds_err *err)
+{
+    *out = NULL;
+    if (root == NULL || root[0] == '\0')
+        return ds_err_set(err, -EINVAL, "usage", "library: empty root path");
+    if (keep_versions < 1)
+        return ds_err_set(err, -EINVAL, "usage",
+                          "library %s: keep_versions must be >= 1", root);
+    ds_library *lib = calloc(1, sizeof(*lib));
+    if (lib == NULL)
+        return ds_err_set(err, -ENOMEM, "internal", "library %s: out of memory",
+                          root);
+    lib->rootfd = lib->workersfd = lib->tokenfd = -1;
+    lib->keep = keep_versions;
+    int dfd = -1;
+    char shown[PATH_MAX + 32];
+
+    int rc = ds_mkdir_p(root, err);
+    if (rc < 0)
+        goto fail;
+    lib->root = realpath(root, NULL);
+    if (lib->root == NULL) {
+        rc = ds_err_sys(err, "io-error", "realpath %s", root);
+        goto fail;
+    }
+    lib->rootfd = open(lib->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (lib->rootfd < 0) {
+        rc = ds_err_sys(err, "io-error", "open %s", lib->root);
+        goto fail;
+    }
+    snprintf(shown, sizeof(shown), "%s/.despool", lib->root);
+    if ((rc = mkdir_at(lib->rootfd, ".despool", shown, err)) < 0 ||
+        (rc = open_dir_at(lib->rootfd, ".despool", shown, &dfd, err)) < 0)
+        goto fail;
+    snprintf(shown, sizeof(shown), "%s/.despool/workers", lib->root);
+    if ((rc = mkdir_at(dfd, "workers", shown, err)) < 0 ||
+        (rc = open_dir_at(dfd, "workers", shown, &lib->workersfd, err)) < 0)
+        goto fail;
+    if ((rc = take_token(lib, err)) < 0)
+        goto fail;
+    close(dfd);
+    *out = lib;
+    return 0;
+fail:
+    close_fd(dfd);
+    ds_library_close(lib);
+    return rc;
+}
+
+void ds_library_close(ds_library *lib)
+{
+    if (lib == NULL)
+        return;
+    if (lib->tokenfd >= 0) {
+        /* Unlink while still holding the lock (the same rule cleaners
+         * follow), then release it by closing. Our staging leftovers, if
+         * any, now belong to a dead token and the next cleanup takes them.
+         */
+        char name[TOKEN_LEN + 8];
+        snprintf(name, sizeof(name), "%s.lock", lib->token);
+        unlinkat(lib->workersfd, name, 0);
+        close(lib->tokenfd);
+    }
+    close_fd(lib->workersfd);
+    close_fd(lib->rootfd);
+    free(lib->root);
+    free(lib);
+}
+
+const char *ds_library_root(const ds_library *lib)
+{
+    return lib->root;
+}
+
+void ds_library_set_fault(ds_library *lib, ds_library_fault_fn fn, void *ctx)
+{
+    lib->fault = fn;
+    lib->fault_ctx = ctx;
+}
+
+/* ---- current ------------------------------------------------------------ */
+
+/* Read <pkg>/current under pkgfd. A missing link is version 0; anything
+ * but "versions/<canonical decimal>" is an error, never guessed at. */
+static int read_current(const ds_library *lib, const char *pkg, int pkgfd,
+                        uint64_t *version, ds_err *err)
+{
+    char target[64];
+    *version = 0;
+    ssize_t r = readlinkat(pkgfd, "current", target, sizeof(target));
+    if (r < 0) {
+        if (errno == ENOENT)
+            return 0;
+        return ds_err_sys(err, "io-error", "readlink %s/%s/current", lib->root,
+                          pkg);
+    }
+    if ((size_t)r >= sizeof(target))
+        return ds_err_set(err, -EINVAL, "io-error",
+                          "readlink %s/%s/current: target too long", lib->root,
+                          pkg);
+    target[r] = '\0';
+    if (strncmp(target, "versions/", 9) != 0 ||
+        !parse_version(target + 9, version)) {
+        *version = 0;
+        return ds_err_set(err, -EINVAL, "io-error",
+                          "readlink %s/%s/current: unexpected target \"%s\" "
+                          "(want versions/<number>)",
+                          lib->root, pkg, target);
+    }
+    return 0;
+}
+
+int ds_library_current(ds_library *lib, const char *package, uint64_t *version,
+                       ds_err *err)
+{
+    *version = 0;
+    int rc = check_package(package, err);
+    if (rc < 0)
+        return rc;
+    int pkgfd = openat(lib->rootfd, package, OPEN_DIR);
+    if (pkgfd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        return ds_err_sys(err, "io-error", "open %s/%s", lib->root, package);
+    }
+    rc = read_current(lib, package, pkgfd, version, err);
+    close(pkgfd);
+    return rc;
+}
+
+/* ---- stage / sync / discard --------------------------------------------- */
+
+int ds_library_stage(ds_library *lib, const char *package, const char *tag,
+                     char *path, size_t n, ds_err *err)
+{
+    int pkgfd = -1, stfd = -1;
+    int rc = check_package(package, err);
+    if (rc < 0)
+        return rc;
+    if (!valid_name(tag, NAME_MAX_TAG))
+        return ds_err_set(err, -EINVAL, "internal",
+                          "stage %s/%s: invalid tag \"%s\"", lib->root, package,
+                          tag ? tag : "(null)");
+    char name[STAGE_NAME_MAX + 1];
+    snprintf(name, sizeof(name), "%s-%s", lib->token, tag);
+    int len = snprintf(path, n, "%s/%s/.staging/%s", lib->root, package, name);
+    if (len < 0 || (size_t)len >= n)
+        return ds_err_set(err, -ENAMETOOLONG, "internal",
+                          "stage %s/%s: path buffer too small (%zu bytes)",
+                          lib->root, package, n);
+
+    char shown[PATH_MAX + 64];
+    snprintf(shown, sizeof(shown), "%s/%s", lib->root, package);
+    if ((rc = mkdir_at(lib->rootfd, package, shown, err)) < 0 ||
+        (rc = open_dir_at(lib->rootfd, package, shown, &pkgfd, err)) < 0)
+        goto out;
+    snprintf(shown, sizeof(shown), "%s/%s/versions", lib->root, package);
+    if ((rc = mkdir_at(pkgfd, "versions", shown, err)) < 0)
+        goto out;
+    snprintf(shown, sizeof(shown), "%s/%s/.staging", lib->root, package);
+    if ((rc = mkdir_at(pkgfd, ".staging", shown, err)) < 0 ||
+        (rc = open_dir_at(pkgfd, ".staging", shown, &stfd, err)) < 0)
+        goto out;
+    /* Fresh or nothing: an existing directory could hold another
+     * attempt's files, which must never end up in a version. */
+    if (mkdirat(stfd, name, 0755) < 0)
+        rc = ds_err_sys(err, "io-error", "mkdir %s", path);
+out:
+    close_fd(stfd);
+    close_fd(pkgfd);
+    if (rc < 0 && n > 0)
+        path[0] = '\0';
+    return rc;
+}
+
+int ds_library_sync(ds_library *lib, const char *staging, ds_err *err)
+{
+    char pkg[NAME_MAX_PKG + 1], name[STAGE_NAME_MAX + 1];
+    int rc = parse_staging(lib, staging, pkg, name, err);
+    if (rc < 0)
+        return rc;
+    int fd = open(staging, OPEN_DIR);
+    if (fd < 0)
+        return ds_err_sys(err, "io-error", "open %s", staging);
+    /*
+     * fsync strategy (as ostree's commit): instead of one fsync per file
+     * and per directory written by the extraction, ONE syncfs(2) on the
+     * filesystem that holds the staging tree. It writes back every dirty
+     * page and all metadata of that filesystem, so every file's data,
+     * every inode and every directory entry created under staging is
+     * durable when it returns; finalize then only needs to fsync the two
+     * directories its renames touch. The trade-off: a tree of thousands
+     * of small files costs one journal commit instead of thousands, but
+     * syncfs also flushes unrelated dirty data on the same filesystem,
+     * which can make it slow on a busy shared disk. (Since Linux 5.8 it
+     * also reports writeback errors seen on that filesystem.)
+     */
+    rc = 0;
+    if (syncfs(fd) < 0)
+        rc = ds_err_sys(err, "io-error", "syncfs %s", staging);
+    close(fd);
+    return rc;
+}
+
+int ds_library_discard(ds_library *lib, const char *staging, ds_err *err)
+{
+    char pkg[NAME_MAX_PKG + 1], name[STAGE_NAME_MAX + 1];
+    char shown[PATH_MAX + 64];
+    int pkgfd = -1, stfd = -1;
+    int rc = parse_staging(lib, staging, pkg, name, err);
+    if (rc < 0)
+        return rc;
+    snprintf(shown, sizeof(shown), "%s/%s", lib->root, pkg);
+    if ((rc = open_dir_at(lib->rootfd, pkg, shown, &pkgfd, err)) < 0)
+        goto out;
+    snprintf(shown, sizeof(shown), "%s/%s/.staging", lib->root, pkg);
+    if ((rc = open_dir_at(pkgfd, ".staging", shown, &stfd, err)) < 0)
+        goto out;
+    rc = rm_in(shown, stfd, name, err);
+out:
+    close_fd(stfd);
+    close_fd(pkgfd);
+    return rc;
+}
+
+/* ---- finalize ----------------------------------------------------------- */
+
+/*
+ * Take versions/<v> out of versions/ for good: rename it into .staging
+ * first (one atomic step), then delete it there. A crash mid-delete thus
+ * leaves a half-deleted tree in .staging under our token, which cleanup
+ * removes once we are dead, never a half-deleted version under versions/.
+ */
+static int retire(ds_library *lib, const char *pkg, int verfd, int stfd,
+                  uint64_t v, const char *why, ds_err *err)
+{
+    char vname[VERSION_NAME_MAX + 1], aside[STAGE_NAME_MAX + 1];
+    char shown[PATH_MAX + 64];
+    snprintf(vname, sizeof(vname), "%llu", (unsigned long long)v);
+    snprintf(aside, sizeof(aside), "%s-%s-%s", lib->token, why, vname);
+    snprintf(shown, sizeof(shown), "%s/%s/.staging", lib->root, pkg);
+    /* A previous attempt of ours may have failed mid-delete. */
+    int rc = rm_in(shown, stfd, aside, err);
+    if (rc < 0)
+        return rc;
+    if (renameat(verfd, vname, stfd, aside) < 0)
+        return ds_err_sys(err, "io-error", "rename %s/%s/versions/%s to %s/%s",
+                          lib->root, pkg, vname, shown, aside);
+    return rm_in(shown, stfd, aside, err);
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Keep the lib->keep highest versions and always current; called under the
+ * package lock, after the swap is durable. Not fsynced: a prune lost to a
+ * power cut only leaves an extra old version behind. */
+static int prune(ds_library *lib, const char *pkg, int verfd, int stfd,
+                 uint64_t current, ds_err *err)
+{
+    uint64_t *vs = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+    int fd = openat(verfd, ".", OPEN_DIR);
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    if (d == NULL) {
+        rc = ds_err_sys(err, "io-error", "opendir %s/%s/versions", lib->root,
+                        pkg);
+        close_fd(fd);
+        return rc;
+    }
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (de == NULL) {
+            if (errno != 0)
+                rc = ds_err_sys(err, "io-error", "readdir %s/%s/versions",
+                                lib->root, pkg);
+            break;
+        }
+        uint64_t v;
+        if (!parse_version(de->d_name, &v))
+            continue; /* not a version of ours: leave it alone */
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 16;
+            uint64_t *nv = realloc(vs, nc * sizeof(*vs));
+            if (nv == NULL) {
+                rc = ds_err_set(err, -ENOMEM, "internal",
+                                "prune %s/%s: out of memory", lib->root, pkg);
+                break;
+            }
+            vs = nv;
+            cap = nc;
+        }
+        vs[n++] = v;
+    }
+    closedir(d);
+    if (rc == 0 && n > 0) {
+        qsort(vs, n, sizeof(*vs), cmp_desc);
+        for (size_t i = lib->keep; i < n && rc == 0; i++)
+            if (vs[i] != current)
+                rc = retire(lib, pkg, verfd, stfd, vs[i], "prune", err);
+    }
+    free(vs);
+    return rc;
+}
+
+int ds_library_finalize(ds_library *lib, const char *package, uint64_t version,
+                        const char *staging, ds_finalize_result *result,
+                        ds_err *err)
+{
+    char spkg[NAME_MAX_PKG + 1], sname[STAGE_NAME_MAX + 1];
+    char vname[VERSION_NAME_MAX + 1], target[VERSION_NAME_MAX + 16];
+    char tmp[sizeof(TMP_PREFIX) + TOKEN_LEN + sizeof(TMP_SUFFIX)];
+    char shown[PATH_MAX + 64];
+    int pkgfd = -1, lockfd = -1, stfd = -1, verfd = -1;
+    uint64_t cur = 0;
+
+    int rc = check_package(package, err);
+    if (rc < 0)
+        return rc;
+    if (version == 0)
+        return ds_err_set(err, -EINVAL, "internal",
+                          "finalize %s/%s: version 0 is reserved for none",
+                          lib->root, package);
+    if ((rc = parse_staging(lib, staging, spkg, sname, err)) < 0)
+        return rc;
+    if (strcmp(spkg, package) != 0)
+        return ds_err_set(err, -EINVAL, "internal",
+                          "finalize %s/%s: staging %s belongs to package %s",
+                          lib->root, package, staging, spkg);
+    snprintf(vname, sizeof(vname), "%llu", (unsigned long long)version);
+    snprintf(target, sizeof(target), "versions/%s", vname);
+    snprintf(tmp, sizeof(tmp), TMP_PREFIX "%s" TMP_SUFFIX, lib->token);
+
+    snprintf(shown, sizeof(shown), "%s/%s", lib->root, package);
+    if ((rc = open_dir_at(lib->rootfd, package, shown, &pkgfd, err)) < 0)
+        goto out;
+
+    /* Everything from reading current to the end of prune happens under
+     * the package lock, so "current < V" still holds when we swap. */
+    lockfd =
+        openat(pkgfd, ".lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (lockfd < 0) {
+        rc =
+            ds_err_sys(err, "io-error", "open %s/%s/.lock", lib->root, package);
+        goto out;
+    }
+    while ((rc = flock(lockfd, LOCK_EX)) < 0 && errno == EINTR)
+        ;
+    if (rc < 0) {
+        rc = ds_err_sys(err, "io-error", "flock %s/%s/.lock", lib->root,
+                        package);
+        goto out;
+    }
+
+    snprintf(shown, sizeof(shown), "%s/%s/.staging", lib->root, package);
+    if ((rc = open_dir_at(pkgfd, ".staging", shown, &stfd, err)) < 0)
+        goto out;
+    snprintf(shown, sizeof(shown), "%s/%s/versions", lib->root, package);
+    if ((rc = open_dir_at(pkgfd, "versions", shown, &verfd, err)) < 0)
+        goto out;
+    struct stat st;
+    if (fstatat(stfd, sname, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        rc = ds_err_sys(err, "io-error", "stat %s", staging);
+        goto out;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        rc = ds_err_set(err, -ENOTDIR, "io-error",
+                        "finalize %s: not a directory", staging);
+        goto out;
+    }
+
+    if ((rc = read_current(lib, package, pkgfd, &cur, err)) < 0)
+        goto out;
+    if (cur >= version) {
+        /* Stale or duplicate: nothing changes but the staging tree. */
+        snprintf(shown, sizeof(shown), "%s/%s/.staging", lib->root, package);
+        if ((rc = rm_in(shown, stfd, sname, err)) < 0)
+            goto out;
+        *result = DS_STALE;
+        goto out;
+    }
+
+    /* versions/V can only exist here as the leftover of a crash between
+     * the rename and the swap (current < V, so nothing points at it). Its
+     * content may come from an older attempt: replace it with ours. */
+    if (fstatat(verfd, vname, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        if ((rc = retire(lib, package, verfd, stfd, version, "old", err)) < 0)
+            goto out;
+    } else if (errno != ENOENT) {
+        rc = ds_err_sys(err, "io-error", "stat %s/%s/versions/%s", lib->root,
+                        package, vname);
+        goto out;
+    }
+
+    if ((rc = fault(lib, "before-rename", package, version, err)) < 0)
+        goto out;
+    /* The caller synced the tree's content (ds_library_sync); the rename
+     * moves it, complete, into versions/ in one atomic step. */
+    if (renameat(stfd, sname, verfd, vname) < 0) {
+        rc = ds_err_sys(err, "io-error", "rename %s to %s/%s/versions/%s",
+                        staging, lib->root, package, vname);
+        goto out;
+    }
+    /* Make the new entry in versions/ durable BEFORE current can point at
+     * it: otherwise a power cut could leave current (once synced) pointing
+     * at a name the directory never recorded. */
+    if (fsync(verfd) < 0) {
+        rc = ds_err_sys(err, "io-error", "fsync %s/%s/versions", lib->root,
+                        package);
+        goto out;
+    }
+    /* For a package's first version the package directory itself is new;
+     * its entry in the root must survive a power cut as well. */
+    if (cur == 0 && fsync(lib->rootfd) < 0) {
+        rc = ds_err_sys(err, "io-error", "fsync %s", lib->root);
+        goto out;
+    }
+
+    /* symlink(2) cannot replace an existing name, rename(2) can, and
+     * atomically: readers see the old target or the new one, never no
+     * current. The temporary name carries our token so that concurrent
+     * workers never share it, and a dead worker's one is swept. */
+    if (unlinkat(pkgfd, tmp, 0) < 0 && errno != ENOENT) {
+        rc = ds_err_sys(err, "io-error", "unlink %s/%s/%s", lib->root, package,
+                        tmp);
+        goto out;
+    }
+    if (symlinkat(target, pkgfd, tmp) < 0) {
+        rc = ds_err_sys(err, "io-error", "symlink %s/%s/%s", lib->root, package,
+                        tmp);
+        goto out;
+    }
+    if ((rc = fault(lib, "before-swap", package, version, err)) < 0)
+        goto out;
+    if (renameat(pkgfd, tmp, pkgfd, "current") < 0) {
+        rc = ds_err_sys(err, "io-error", "rename %s/%s/%s to current",
+                        lib->root, package, tmp);
+        goto out;
+    }
+    if ((rc = fault(lib, "before-fsync", package, version, err)) < 0)
+        goto out;
+    /* Without this fsync the swap of current can vanish after a power cut
+     * even though the caller already committed the Kafka offset: the
+     * update would be lost for good. Only after it may the offset move. */
+    if (fsync(pkgfd) < 0) {
+        rc = ds_err_sys(err, "io-error", "fsync %s/%s", lib->root, package);
+        goto out;
+    }
+    *result = DS_FINALIZED;
+
+    /* The version is live and durable; a failed prune only leaves extra
+     * old versions, so it is reported in the log, not to the caller (who
+     * would otherwise retry an update that is done). */
+    ds_err perr;
+    ds_err_clear(&perr);
+    if (prune(lib, package, verfd, stfd, version, &perr) < 0) {
+        char q[DS_ERRMSG_MAX + 16];
+        ds_warn("prune-failed", "package=%s version=%llu error=%s", package,
+                (unsigned long long)version,
+                ds_log_quote(q, sizeof(q), perr.msg));
+    }
+out:
+    close_fd(verfd);
+    close_fd(stfd);
+    close_fd(lockfd); /* releases the package lock */
+    close_fd(pkgfd);
+    return rc < 0 ? rc : 0;
+}
+
+/* ---- start-up cleanup --------------------------------------------------- */
+
+/*
+ * Is the worker with this token alive? 1 yes, 0 no, <0 error. A live
+ * worker holds flock(LOCK_EX) on its lock file from open to close, so a
+ * missing file or a lock we can take means it is gone. A dead token never
+ * comes back: tokens are random and a worker only ever uses its own.
+ */
+static int token_live(const ds_library *lib, const char *tok, ds_err *err)
+{
+    if (strcmp(tok, lib->token) == 0)
+        return 1;
+    char name[TOKEN_LEN + 8];
+    snprintf(name, sizeof(name), "%s.lock", tok);
+    int fd = openat(lib->workersfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT)
+            return 0;
+        return ds_err_sys(err, "io-error", "open %s/.despool/workers/%s",
+                          lib->root, name);
+    }
+    int rc;
+    while ((rc = flock(fd, LOCK_EX | LOCK_NB)) < 0 && errno == EINTR)
+        ;
+    if (rc < 0) {
+        rc = errno == EWOULDBLOCK
+                 ? 1
+                 : ds_err_sys(err, "io-error", "flock %s/.despool/workers/%s",
+                              lib->root, name);
+        close(fd);
+        return rc;
+    }
+    close(fd); /* the file itself goes in sweep_workers */
+    return 0;
+}
+
+/* Token of a .current.<token>.tmp name into tok, or false. */
+static bool tmp_token(const char *name, char tok[TOKEN_LEN + 1])
+{
+    size_t pl = strlen(TMP_PREFIX), sl = strlen(TMP_SUFFIX);
+    size_t len = strlen(name);
+    if (len != pl + TOKEN_LEN + sl || strncmp(name, TMP_PREFIX, pl) != 0 ||
+        strcmp(name + len - sl, TMP_SUFFIX) != 0 ||
+        !is_token(name + pl, TOKEN_LEN))
+        return false;
+    memcpy(tok, name + pl, TOKEN_LEN);
+    tok[TOKEN_LEN] = '\0';
+    return true;
+}
+
+static int open_dirstream(int dirfd, const char *shown, DIR **out, ds_err *err)
+{
+    int fd = openat(dirfd, ".", OPEN_DIR);
+    *out = fd < 0 ? NULL : fdopendir(fd);
+    if (*out == NULL) {
+        int rc = ds_err_sys(err, "io-error", "opendir %s", shown);
+        close_fd(fd);
+        return rc;
+    }
+    return 0;
+}
+
+/* readdir that skips . and ..; NULL at the end or on error (rc set). */
+static struct dirent *next_entry(DIR *d, const char *shown, int *rc,
+                                 ds_err *err)
+{
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (de == NULL) {
+            if (errno != 0)
+                *rc = ds_err_sys(err, "io-error", "readdir %s", shown);
+            return NULL;
+        }
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            return de;
+    }
+}
+
+static int cleanup_package(ds_library *lib, const char *pkg, unsigned *removed,
+                           ds_err *err)
+{
+    char shown[PATH_MAX + 64], tok[TOKEN_LEN + 1];
+    int pkgfd = -1, stfd = -1, rc = 0;
+    DIR *d = NULL;
+    pkgfd = openat(lib->rootfd, pkg, OPEN_DIR);
+    if (pkgfd < 0) {
+        if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)
+            return 0; /* not a package directory */
+        return ds_err_sys(err, "io-error", "open %s/%s", lib->root, pkg);
+    }
+
+    /* Temporary symlinks of workers that died between symlink and swap. */
+    snprintf(shown, sizeof(shown), "%s/%s", lib->root, pkg);
+    if ((rc = open_dirstream(pkgfd, shown, &d, err)) < 0)
+        goto out;
+    struct dirent *de;
+    while ((de = next_entry(d, shown, &rc, err)) != NULL) {
+        if (strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0)
+            continue;
+        int live = tmp_token(de->d_name, tok) ? token_live(lib, tok, err) : 0;
+        if (live < 0) {
+            rc = live;
+            break;
+        }
+        if (!live && unlinkat(pkgfd, de->d_name, 0) < 0 && errno != ENOENT) {
+            rc = ds_err_sys(err, "io-error", "unlink %s/%s", shown, de->d_name);
+            break;
+        }
+    }
+    closedir(d);
+    d = NULL;
+    if (rc < 0)
+        goto out;
+
+    stfd = openat(pkgfd, ".staging", OPEN_DIR);
+    if (stfd < 0) {
+        if (errno != ENOENT)
+            rc = ds_err_sys(err, "io-error", "open %s/%s/.staging", lib->root,
+                            pkg);
+        goto out;
+    }
+    snprintf(shown, sizeof(shown), "%s/%s/.staging", lib->root, pkg);
+    if ((rc = open_dirstream(stfd, shown, &d, err)) < 0)
+        goto out;
+    /* Removing entries already returned by readdir does not make it skip
+     * others (POSIX leaves only removed/added entries unspecified). */
+    while ((de = next_entry(d, shown, &rc, err)) != NULL) {
+        int live = 0;
+        /* Names off the <token>-<tag> scheme are nobody's work. */
+        if (strlen(de->d_name) > TOKEN_LEN + 1 &&
+            de->d_name[TOKEN_LEN] == '-' && is_token(de->d_name, TOKEN_LEN)) {
+            memcpy(tok, de->d_name, TOKEN_LEN);
+            tok[TOKEN_LEN] = '\0';
+            live = token_live(lib, tok, err);
+        }
+        if (live < 0) {
+            rc = live;
+            break;
+        }
+        if (live)
+            continue;
+        if ((rc = rm_in(shown, stfd, de->d_name, err)) < 0)
+            break;
+        ds_info("staging-removed", "package=%s entry=%s", pkg, de->d_name);
+        (*removed)++;
+    }
+out:
+    if (d != NULL)
+        closedir(d);
+    close_fd(stfd);
+    close_fd(pkgfd);
+    return rc;
+}
+
+/*
+ * Unlink the lock files of dead workers. Only while holding the lock: a
+ * worker in ds_library_open may have created its file and not yet locked
+ * it; it notices the unlink when it checks its file after locking (see
+ * take_token), which is why the unlink must happen under the lock.
+ */
+static int sweep_workers(ds_library *lib, ds_err *err)
+{
+    char shown[PATH_MAX + 32];
+    DIR *d = NULL;
+    snprintf(shown, sizeof(shown), "%s/.despool/workers", lib->root);
+    int rc = open_dirstream(lib->workersfd, shown, &d, err);
+    if (rc < 0)
+        return rc;
+    struct dirent *de;
+    while ((de = next_entry(d, shown, &rc, err)) != NULL) {
+        const char *n = de->d_name;
+        if (strlen(n) != TOKEN_LEN + 5 || strcmp(n + TOKEN_LEN, ".lock") != 0 ||
+            !is_token(n, TOKEN_LEN) || strncmp(n, lib->token, TOKEN_LEN) == 0)
+            continue;
+        int fd = openat(lib->workersfd, n, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            continue; /* gone already, or not a lock file we can take */
+        struct stat mine, named;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0 && fstat(fd, &mine) == 0 &&
+            fstatat(lib->workersfd, n, &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+            mine.st_dev == named.st_dev && mine.st_ino == named.st_ino &&
+            unlinkat(lib->workersfd, n, 0) < 0 && errno != ENOENT) {
+            rc = ds_err_sys(err, "io-error", "unlink %s/%s", shown, n);
+            close(fd);
+            break;
+        }
+        close(fd);
+    }
+    closedir(d);
+    return rc;
+}
+
+int ds_library_cleanup_staging(ds_library *lib, unsigned *removed, ds_err *err)
+{
+    unsigned count = 0;
+    DIR *d = NULL;
+    int rc = open_dirstream(lib->rootfd, lib->root, &d, err);
+    if (rc < 0)
+        goto out;
+    struct dirent *de;
+    while ((de = next_entry(d, lib->root, &rc, err)) != NULL) {
+        /* Only package-shaped names; this skips .despool and strangers. */
+        if (!valid_name(de->d_name, NAME_MAX_PKG))
+            continue;
+        if ((rc = cleanup_package(lib, de->d_name, &count, err)) < 0)
+            break;
+    }
+    closedir(d);
+    /* After the staging pass: a missing lock file also means dead. */
+    if (rc == 0)
+        rc = sweep_workers(lib, err);
+out:
+    if (removed != NULL)
+        *removed = count;
+    return rc;
+}

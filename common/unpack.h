@@ -1,0 +1,51 @@
+/*
+ * unpack.h - the worker's side of the payload: a zstd-compressed tar stream
+ * arriving in pieces is decompressed, hashed and extracted into a staging
+ * directory as it arrives (pull model: unpack asks its source for the next
+ * piece). Memory is constant: one piece of input and one output buffer.
+ *
+ * Verified: total uncompressed size equals the declared size (decompression
+ * stops the moment it would exceed it), sha256 equals the declared digest,
+ * the zstd stream ends exactly at the end of the input, and every tar entry
+ * is a regular file, directory, symlink or hardlink with a relative path
+ * inside the destination. Owners, ACLs, xattrs and setuid/setgid/sticky
+ * bits are never applied. Modes (permission bits) and mtimes are.
+ *
+ * Failure reasons (err->reason): corrupt-zstd, corrupt-tar, size-mismatch,
+ * sha256-mismatch, unsafe-path, too-large (the event's fault: dead-letter);
+ * io-error (the local disk's fault: retry); cancelled (the source said so).
+ */
+#ifndef DS_UNPACK_H
+#define DS_UNPACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "codec.h"
+#include "err.h"
+
+/* Source of compressed bytes. Returns the number of bytes at *buf (> 0),
+ * 0 at the end of the stream, or a negative code to abort (then unpack
+ * fails with reason "cancelled"). *buf must stay valid until the next call. */
+typedef ssize_t (*ds_unpack_read_fn)(void *ctx, const void **buf);
+
+typedef struct ds_unpack_opts {
+    uint64_t size;           /* declared uncompressed size */
+    const uint8_t *sha256;   /* declared digest, 32 bytes */
+    uint64_t max_entries;    /* 0 = no cap */
+    unsigned max_window_log; /* 0 = zstd's default limit */
+} ds_unpack_opts;
+
+typedef struct ds_unpack_stats {
+    uint64_t entries; /* tar entries extracted */
+    uint64_t size;    /* uncompressed bytes seen */
+    uint64_t zsize;   /* compressed bytes consumed */
+} ds_unpack_stats;
+
+/* Extract the stream from rd into dest (an existing, empty directory).
+ * On failure dest may hold a partial tree: the caller discards it. */
+int ds_unpack(const char *dest, ds_unpack_read_fn rd, void *rd_ctx,
+              const ds_unpack_opts *opts, ds_unpack_stats *st, ds_err *err);
+
+#endif

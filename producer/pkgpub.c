@@ -1,0 +1,200 @@
+/*
+ * pkgpub.c - the command line of pkgpub: publish one version of one
+ * package from a directory or a tar file. Parses options, calls
+ * ds_publish(), prints what was published. Only this file exits.
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsutil.h"
+#include "kconf.h"
+#include "log.h"
+#include "publish.h"
+
+static void usage(FILE *out)
+{
+    fputs(
+        "Usage: pkgpub -b BOOTSTRAP -p PACKAGE -V VERSION [OPTIONS] SOURCE\n"
+        "\n"
+        "Publish VERSION of PACKAGE from SOURCE (a directory or a tar file)\n"
+        "to pkg.updates, as chunk events keyed by PACKAGE, in one Kafka\n"
+        "transaction.\n"
+        "\n"
+        "Kafka:\n"
+        "  -b, --bootstrap LIST      brokers host:port[,..], or @FILE\n"
+        "  -X KEY=VALUE              librdkafka setting (repeatable)\n"
+        "  -F FILE                   librdkafka settings file (key=value)\n"
+        "  -t, --transactional-id ID (default pkgpub-HOST-PACKAGE)\n"
+        "Update:\n"
+        "  -p, --package PACKAGE     [A-Za-z0-9][A-Za-z0-9._-]{0,127}\n"
+        "  -V, --version N           positive integer, increasing per package\n"
+        "  -L, --level N             zstd level 1..19 (default 3)\n"
+        "  -T, --threads N           zstd threads (default 0: one)\n"
+        "      --chunk-size BYTES    chunk payload (default and max 921600)\n"
+        "Output:\n"
+        "      --json                print one JSON object\n"
+        "      --progress            progress bar even when not a terminal\n"
+        "      --no-progress         never a progress bar\n"
+        "  -h, --help                this text\n",
+        out);
+}
+
+static int fail(const char *msg)
+{
+    fprintf(stderr, "pkgpub: %s\n", msg);
+    return 2;
+}
+
+enum { OPT_JSON = 256, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_CHUNK };
+
+static void print_human(const ds_publish_opts *o, const ds_publish_result *r)
+{
+    char id[2 * DS_UPDATE_ID_LEN + 1], sha[2 * DS_SHA256_LEN + 1];
+    double ratio =
+        r->st.size ? 100.0 * (double)r->st.zsize / (double)r->st.size : 0.0;
+    printf("published %s version %" PRIu64 "\n", o->package, o->version);
+    printf("  update_id   %s\n", ds_hex(id, r->update_id, DS_UPDATE_ID_LEN));
+    printf("  files       %" PRIu64 "\n", r->st.files);
+    printf("  bytes       %" PRIu64 " -> %" PRIu64 " zstd (%.1f%%)\n",
+           r->st.size, r->st.zsize, ratio);
+    printf("  chunks      %" PRIu32 "\n", r->chunks);
+    printf("  partition   %" PRId32 "\n", r->partition);
+    printf("  offsets     %" PRId64 "..%" PRId64 "\n", r->first_offset,
+           r->last_offset);
+    printf("  sha256      %s\n", ds_hex(sha, r->st.sha256, DS_SHA256_LEN));
+    printf("  took        pack %.2fs, send %.2fs\n", r->pack_secs,
+           r->send_secs);
+}
+
+static void print_json(const ds_publish_opts *o, const ds_publish_result *r)
+{
+    char id[2 * DS_UPDATE_ID_LEN + 1], sha[2 * DS_SHA256_LEN + 1];
+    printf("{\"package\":\"%s\",\"version\":%" PRIu64 ",\"update_id\":\"%s\","
+           "\"files\":%" PRIu64 ",\"size\":%" PRIu64 ",\"zsize\":%" PRIu64
+           ",\"chunks\":%" PRIu32 ",\"topic\":\"%s\",\"partition\":%" PRId32
+           ",\"first_offset\":%" PRId64 ",\"last_offset\":%" PRId64
+           ",\"sha256\":\"%s\",\"transactional_id\":\"%s\","
+           "\"pack_seconds\":%.3f,\"send_seconds\":%.3f}\n",
+           o->package, o->version, ds_hex(id, r->update_id, DS_UPDATE_ID_LEN),
+           r->st.files, r->st.size, r->st.zsize, r->chunks, DS_TOPIC_UPDATES,
+           r->partition, r->first_offset, r->last_offset,
+           ds_hex(sha, r->st.sha256, DS_SHA256_LEN), r->transactional_id,
+           r->pack_secs, r->send_secs);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"bootstrap", required_argument, NULL, 'b'},
+        {"package", required_argument, NULL, 'p'},
+        {"version", required_argument, NULL, 'V'},
+        {"level", required_argument, NULL, 'L'},
+        {"threads", required_argument, NULL, 'T'},
+        {"transactional-id", required_argument, NULL, 't'},
+        {"chunk-size", required_argument, NULL, OPT_CHUNK},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"progress", no_argument, NULL, OPT_PROGRESS},
+        {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    ds_kconf kc = {0};
+    ds_publish_opts o = {
+        .kc = &kc,
+        .level = 3,
+        .chunk_size = DS_CHUNK_MAX,
+        .timeout_ms = 30000,
+    };
+    int c, rc = 0, json = 0;
+    uint64_t v;
+    ds_err err;
+    while (rc == 0 && (c = getopt_long(argc, argv, "b:X:F:p:V:L:T:t:h", opts,
+                                       NULL)) != -1) {
+        switch (c) {
+        case 'b':
+            if (ds_kconf_bootstrap(&kc, optarg, &err) < 0)
+                rc = fail(err.msg);
+            break;
+        case 'X':
+            if (ds_kconf_add(&kc, optarg, &err) < 0)
+                rc = fail(err.msg);
+            break;
+        case 'F':
+            if (ds_kconf_add_file(&kc, optarg, &err) < 0)
+                rc = fail(err.msg);
+            break;
+        case 'p':
+            o.package = optarg;
+            break;
+        case 'V':
+            if (ds_parse_u64(optarg, &o.version) < 0 || o.version == 0)
+                rc = fail("--version: expected a positive integer");
+            break;
+        case 'L':
+            if (ds_parse_u64(optarg, &v) < 0 || v < 1 || v > 19)
+                rc = fail("--level: expected 1..19");
+            o.level = (int)v;
+            break;
+        case 'T':
+            if (ds_parse_u64(optarg, &v) < 0 || v > 64)
+                rc = fail("--threads: expected 0..64");
+            o.threads = (int)v;
+            break;
+        case 't':
+            o.transactional_id = optarg;
+            break;
+        case OPT_CHUNK:
+            if (ds_parse_u64(optarg, &v) < 0 || v < 1024 || v > DS_CHUNK_MAX)
+                rc = fail("--chunk-size: expected 1024..921600");
+            o.chunk_size = (size_t)v;
+            break;
+        case OPT_JSON:
+            json = 1;
+            break;
+        case OPT_PROGRESS:
+            o.progress = 1;
+            break;
+        case OPT_NO_PROGRESS:
+            o.progress = -1;
+            break;
+        case 'h':
+            usage(stdout);
+            ds_kconf_free(&kc);
+            return 0;
+        default:
+            usage(stderr);
+            rc = 2;
+            break;
+        }
+    }
+    if (rc == 0 && optind != argc - 1)
+        rc = fail(optind >= argc ? "SOURCE is required (a directory or a tar "
+                                   "file)"
+                                 : "only one SOURCE may be given");
+    if (rc == 0 && o.package == NULL)
+        rc = fail("-p PACKAGE is required");
+    if (rc == 0 && o.version == 0)
+        rc = fail("-V VERSION is required");
+    if (rc == 0 && kc.bootstrap == NULL)
+        rc = fail("-b BOOTSTRAP is required (host:port or @FILE)");
+    if (rc == 0) {
+        o.source = argv[optind];
+        ds_publish_result r;
+        if (ds_publish(&o, &r, &err) < 0) {
+            fprintf(stderr,
+                    "pkgpub: publish %s version %" PRIu64 " from %s: "
+                    "%s\n",
+                    o.package, o.version, o.source, err.msg);
+            rc = 1;
+        } else if (json) {
+            print_json(&o, &r);
+        } else {
+            print_human(&o, &r);
+        }
+    }
+    ds_kconf_free(&kc);
+    return rc;
+}

@@ -1,0 +1,176 @@
+# lib.sh - shared helpers for the integration tests (sourced, not run).
+#
+# Each test gets a scratch directory $T, its own broker unless
+# DESPOOL_BOOTSTRAP names one (then package and site names carry a random
+# suffix so tests sharing a broker never see each other's packages), and a
+# trap that stops every process it started. Any failed check ends the test
+# with a message and the tail of the workers' logs.
+set -euo pipefail
+
+BIN=${DESPOOL_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build}
+SRC=${DESPOOL_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}
+DESPOOLER=$BIN/despooler
+PKGPUB=$BIN/pkgpub
+KTOOL=$BIN/tests/ktool
+T=$(mktemp -d /tmp/despool-it.XXXXXX)
+RUN=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
+PIDS=()
+TEST_NAME=$(basename "$0" .sh)
+
+log() { printf '[%s %s] %s\n' "$TEST_NAME" "$(date +%T)" "$*"; }
+
+cleanup() {
+  local rc=$?
+  for p in "${PIDS[@]:-}"; do
+    [ -n "$p" ] && kill -TERM "$p" 2>/dev/null || true
+  done
+  for p in "${PIDS[@]:-}"; do
+    for _ in $(seq 30); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    [ -n "$p" ] && kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  if [ $rc -ne 0 ]; then
+    for f in "$T"/*.log; do
+      [ -f "$f" ] || continue
+      echo "---- tail of $f"; tail -n 25 "$f"
+    done
+  fi
+  [ "${KEEP_TMP:-0}" = 1 ] || rm -rf "$T"
+  exit $rc
+}
+trap cleanup EXIT
+
+fail() { log "FAIL: $*"; exit 1; }
+
+# Broker: the one named by DESPOOL_BOOTSTRAP, or a fresh embedded one.
+if [ -n "${DESPOOL_BOOTSTRAP:-}" ]; then
+  B=$DESPOOL_BOOTSTRAP
+else
+  "$DESPOOLER" dev-broker --partitions "${PARTITIONS:-6}" \
+    --bootstrap-file "$T/bootstrap" >"$T/broker.out" 2>"$T/broker.log" &
+  PIDS+=($!)
+  for _ in $(seq 100); do [ -s "$T/bootstrap" ] && break; sleep 0.05; done
+  [ -s "$T/bootstrap" ] || fail "dev-broker did not start"
+  B=@$T/bootstrap
+fi
+
+pkg() { echo "$1-$RUN"; }       # package id unique to this run
+site() { echo "$1-$RUN"; }      # site name unique to this run
+
+# publish PACKAGE VERSION SOURCE [pkgpub options...]: prints pkgpub --json.
+publish() {
+  local p=$1 v=$2 s=$3; shift 3
+  "$PKGPUB" -b "$B" -p "$p" -V "$v" --json --no-progress "$@" "$s" \
+    2>>"$T/pkgpub.log" || fail "pkgpub $p v$v failed"
+}
+
+# start_worker NAME SITE LIBRARY [options...]: background worker, log in
+# $T/NAME.log, pid in variable WPID_NAME.
+start_worker() {
+  local name=$1 s=$2 lib=$3; shift 3
+  "$DESPOOLER" run -b "$B" --site "$s" --library "$lib" "$@" \
+    >>"$T/$name.log" 2>&1 &
+  local pid=$!
+  PIDS+=($pid)
+  eval "WPID_${name//-/_}=$pid"
+}
+wpid() { eval "echo \$WPID_${1//-/_}"; }
+
+# stop_worker NAME: SIGTERM, and it must exit 0 within 30 s.
+stop_worker() {
+  local pid; pid=$(wpid "$1")
+  kill -TERM "$pid" 2>/dev/null || true
+  local rc=0
+  for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && fail "worker $1 did not stop within 30 s of SIGTERM"
+  wait "$pid" || rc=$?
+  [ $rc -eq 0 ] || fail "worker $1 exited $rc after SIGTERM"
+}
+
+kill9_worker() { kill -KILL "$(wpid "$1")" 2>/dev/null || true; wait "$(wpid "$1")" 2>/dev/null || true; }
+
+# current_version LIBRARY PACKAGE: the version `current` points at, or 0.
+current_version() {
+  local t; t=$(readlink "$1/$2/current" 2>/dev/null) || { echo 0; return; }
+  echo "${t#versions/}"
+}
+
+# wait_current LIBRARY PACKAGE VERSION [SECONDS]
+wait_current() {
+  local lib=$1 p=$2 v=$3 secs=${4:-60}
+  for _ in $(seq $((secs * 10))); do
+    [ "$(current_version "$lib" "$p")" = "$v" ] && return 0
+    sleep 0.1
+  done
+  fail "$lib/$p/current is $(current_version "$lib" "$p"), expected $v after ${secs}s"
+}
+
+# wait_log NAME PATTERN [SECONDS]: a worker log line matching PATTERN.
+wait_log() {
+  local name=$1 pat=$2 secs=${3:-60}
+  for _ in $(seq $((secs * 10))); do
+    grep -qE "$pat" "$T/$name.log" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  fail "no log line /$pat/ in $name.log after ${secs}s"
+}
+
+# total lag of SITE (committed offsets vs high watermark).
+lag_total() {
+  "$DESPOOLER" lag -b "$B" --site "$1" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["total_lag"])'
+}
+
+# wait_lag0 SITE [SECONDS]
+wait_lag0() {
+  local s=$1 secs=${2:-30} l=
+  for _ in $(seq $((secs * 5))); do
+    l=$(lag_total "$s") && [ "$l" = 0 ] && return 0
+    sleep 0.2
+  done
+  fail "lag of site $s is $l, expected 0 after ${secs}s"
+}
+
+# assert_same_tree A B: content, types, modes and symlinks identical.
+assert_same_tree() {
+  diff -r --no-dereference "$1" "$2" >/dev/null || fail "trees differ: $1 vs $2"
+  local ma mb
+  ma=$(cd "$1" && find . -printf '%p %y %m %l\n' | sort)
+  mb=$(cd "$2" && find . -printf '%p %y %m %l\n' | sort)
+  [ "$ma" = "$mb" ] || fail "types/modes/links differ: $1 vs $2"
+}
+
+# make_tree DIR SEED FILES KBYTES: a deterministic tree with FILES files
+# of KBYTES KiB each, nested dirs, a symlink and an executable. Contents
+# are mostly text (1/64 random bytes), so a tree compresses to a few
+# percent of its size: the embedded broker keeps only 5 MiB per partition
+# (librdkafka's mock cluster), real Kafka has no such cap.
+make_tree() {
+  local d=$1 seed=$2 n=$3 kb=$4
+  python3 - "$d" "$seed" "$n" "$kb" <<'PY'
+import os, random, sys
+d, seed, n, kb = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rnd = random.Random(seed)
+os.makedirs(d, exist_ok=True)
+size = kb * 1024
+for i in range(n):
+    sub = os.path.join(d, "dir%02d" % (i % 7), "sub%d" % (i % 3))
+    os.makedirs(sub, exist_ok=True)
+    noise = rnd.randbytes(size // 64)
+    text = (("seed %d file %d " % (seed, i)) * (size // 12 + 1)).encode()
+    with open(os.path.join(sub, "file%05d.dat" % i), "wb") as f:
+        f.write(noise + text[: size - len(noise)])
+with open(os.path.join(d, "VERSION"), "w") as f:
+    f.write("seed %d\n" % seed)
+os.symlink("VERSION", os.path.join(d, "VERSION.link"))
+with open(os.path.join(d, "run.sh"), "w") as f:
+    f.write("#!/bin/sh\necho seed %d\n" % seed)
+os.chmod(os.path.join(d, "run.sh"), 0o755)
+PY
+}
+
+# no_staging_left LIBRARY: no work-in-progress directories remain.
+no_staging_left() {
+  local left
+  left=$(find "$1" -path '*/.staging/*' -maxdepth 3 2>/dev/null | head -5)
+  [ -z "$left" ] || fail "staging left behind in $1: $left"
+}

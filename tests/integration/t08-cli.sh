@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The command line: --help on stdout within 80 columns, unknown options
+# and missing arguments fail with exit 2 and say what is wrong, an
+# unreachable broker gives a clear error, not a hang.
+. "$(dirname "$0")/lib.sh"
+
+for c in "$DESPOOLER --help" "$DESPOOLER run --help" "$DESPOOLER lag --help" \
+         "$DESPOOLER dev-broker --help" "$PKGPUB --help"; do
+  out=$($c) || fail "$c exited non-zero"
+  [ -n "$out" ] || fail "$c printed nothing"
+  w=$(printf '%s\n' "$out" | awk '{ if (length > m) m = length } END { print m }')
+  [ "$w" -le 80 ] || fail "$c: help is $w columns wide"
+done
+expect_fail() { # CODE PATTERN CMD...
+  local code=$1 pat=$2; shift 2
+  local rc=0 out
+  out=$("$@" 2>&1) || rc=$?
+  [ $rc -eq "$code" ] || fail "'$*' exited $rc, expected $code: $out"
+  grep -qiE -e "$pat" <<<"$out" || fail "'$*' said '$out', expected /$pat/"
+}
+expect_fail 2 "unrecognized|invalid" "$DESPOOLER" run --bogus
+expect_fail 2 "unknown command" "$DESPOOLER" frobnicate
+expect_fail 2 "site" "$DESPOOLER" run -b "$B" --library "$T/l"
+expect_fail 2 "library" "$DESPOOLER" run -b "$B" --site s1
+expect_fail 2 "-b BOOTSTRAP" "$DESPOOLER" run --site s1 --library "$T/l"
+expect_fail 2 "no broker list|No such file" "$DESPOOLER" run -b @"$T/missing" --site s1 --library "$T/l"
+expect_fail 2 "version" "$PKGPUB" -b "$B" -p app "$T"
+expect_fail 2 "package id|PACKAGE" "$PKGPUB" -b "$B" -V 1 "$T"
+expect_fail 1 "package id" "$PKGPUB" -b "$B" -p ../etc -V 1 "$T"
+expect_fail 1 "No such file|stat|open" "$PKGPUB" -b "$B" -p app -V 1 "$T/nope"
+expect_fail 2 "expected key=value" "$PKGPUB" -b "$B" -X nonsense -p app -V 1 "$T"
+# Unreachable broker: lag must fail fast with a clear message and exit 3.
+start=$(date +%s)
+expect_fail 3 "broker|metadata|transport|timed out" "$DESPOOLER" lag -b 127.0.0.1:1 --site s1
+[ $(( $(date +%s) - start )) -le 20 ] || fail "lag took too long to give up"
+log "PASS"
