@@ -39,9 +39,10 @@
 #include "progress.h"
 #include "update.h"
 
-#define COMMIT_INTERVAL_MS    200
-#define REWIND_BACKOFF_MIN_MS 1000
-#define REWIND_BACKOFF_MAX_MS 60000
+#define COMMIT_INTERVAL_MS          200
+#define POSITION_COMMIT_INTERVAL_MS 1000
+#define REWIND_BACKOFF_MIN_MS       1000
+#define REWIND_BACKOFF_MAX_MS       60000
 
 /* What happens to later chunks of an update that is no longer active. */
 typedef enum fate {
@@ -143,13 +144,23 @@ static void mark_done(worker *w, int32_t partition, unsigned gen, int64_t off)
 
 /* ---- flights ------------------------------------------------------- */
 
+/* Flights of an older generation of the partition (before a rewind or a
+ * re-assignment) never match: their events are read again and start
+ * afresh. */
 static flight *flight_find(worker *w, int32_t partition, const uint8_t *id)
 {
+    part *p = part_get(w, partition);
     for (flight *f = w->flights; f != NULL; f = f->next)
-        if (f->partition == partition &&
+        if (f->partition == partition && p != NULL && f->gen == p->gen &&
             memcmp(f->hdr.update_id, id, DS_UPDATE_ID_LEN) == 0)
             return f;
     return NULL;
+}
+
+static bool flight_current(worker *w, const flight *f)
+{
+    part *p = part_get(w, f->partition);
+    return p != NULL && p->assigned && p->gen == f->gen;
 }
 
 static void flight_unlink(worker *w, flight *f)
@@ -321,19 +332,19 @@ static void rewind_partition(worker *w, int32_t partition)
     part *p = part_get(w, partition);
     if (p == NULL || !p->assigned)
         return;
-    for (flight *f = w->flights; f != NULL; f = f->next)
-        if (f->partition == partition && f->u != NULL) {
-            f->revoked = true;
-            ds_update_cancel(f->u);
-        }
-    for (flight *f = w->flights; f != NULL; f = f->next)
-        if (f->partition == partition && f->u != NULL)
-            ds_update_join(f->u);
-    handle_completions(w);
+    /* Updates still running are told to stop; their completions arrive
+     * later and find their flight out of date (complete_one). Nothing
+     * here waits or recurses. */
     for (flight *f = w->flights, *nx; f != NULL; f = nx) {
         nx = f->next;
-        if (f->partition == partition)
+        if (f->partition != partition || f->gen != p->gen)
+            continue;
+        if (f->u != NULL) {
+            f->revoked = true;
+            ds_update_cancel(f->u);
+        } else {
             flight_unlink(w, f);
+        }
     }
     int64_t cp = ds_offsets_commit_point(p->trk);
     ds_offsets_reset(p->trk);
@@ -401,6 +412,23 @@ static void complete_one(worker *w, ds_update *u)
     ds_update_free(u);
     f->u = NULL;
 
+    if (!flight_current(w, f)) {
+        /* Its partition was rewound or revoked meanwhile: its events are
+         * read again from the commit point (a version finalized here is
+         * then found current and discarded as a duplicate). */
+        if (out == DS_OUT_FINALIZED) {
+            w->n.finalized++;
+            ds_info("finalized",
+                    "site=%s package=%s version=%" PRIu64
+                    " update_id=%s note=\"partition rewound or revoked, "
+                    "its events are read again\"",
+                    w->o->site, h->package, h->version, hexid(id, f));
+            report_status(w, h->package, h->version, "installed", "");
+        }
+        flight_unlink(w, f);
+        return;
+    }
+
     switch (out) {
     case DS_OUT_FINALIZED:
     case DS_OUT_STALE:
@@ -449,8 +477,11 @@ static void complete_one(worker *w, ds_update *u)
                  "error=%s",
                  w->o->site, h->package, h->version, hexid(id, f),
                  ds_log_quote(q, sizeof(q), err->msg));
-        f->revoked = true; /* forgotten by the rewind below */
-        rewind_partition(w, f->partition);
+        {
+            int32_t partition = f->partition;
+            flight_unlink(w, f);
+            rewind_partition(w, partition);
+        }
         break;
     case DS_OUT_CANCELLED:
         if (f->revoked || f->shutdown) {
@@ -881,8 +912,8 @@ static void release_partitions(worker *w,
     }
     for (flight *f = w->flights, *nx; f != NULL; f = nx) {
         nx = f->next;
-        if (rd_kafka_topic_partition_list_find(l, DS_TOPIC_UPDATES,
-                                               f->partition))
+        if (f->u == NULL && rd_kafka_topic_partition_list_find(
+                                l, DS_TOPIC_UPDATES, f->partition))
             flight_unlink(w, f);
     }
 }
@@ -1087,14 +1118,23 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
         rd_kafka_poll(w.producer, 0);
         check_timeouts(&w);
         resume_due(&w);
-        if (w.dirty && ds_mono_ms() - w.last_commit_ms >= COMMIT_INTERVAL_MS)
+        /* Commit soon after work is done, and now and then anyway: the
+         * position steps over a transaction marker only on a poll after
+         * the last event, and that alone must reach the group too, or a
+         * caught-up site would show a lag of 1 forever. */
+        uint64_t since = ds_mono_ms() - w.last_commit_ms;
+        if ((w.dirty && since >= COMMIT_INTERVAL_MS) ||
+            since >= POSITION_COMMIT_INTERVAL_MS)
             commit(&w, false, NULL);
     }
     if (w.fatal)
         rc = ds_err_set(err, -EIO, "kafka",
                         "fatal error in site %s (see the log above)", o->site);
 
-    ds_info("stopping", "site=%s in_flight_finishing=yes", o->site);
+    unsigned in_flight = 0;
+    for (flight *f = w.flights; f != NULL; f = f->next)
+        in_flight += f->u != NULL;
+    ds_info("stopping", "site=%s in_flight=%u", o->site, in_flight);
     drain_in_flight(&w);
     rd_kafka_flush(w.producer, 10000);
     commit(&w, true, NULL);

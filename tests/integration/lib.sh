@@ -17,7 +17,7 @@ RUN=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 PIDS=()
 TEST_NAME=$(basename "$0" .sh)
 
-log() { printf '[%s %s] %s\n' "$TEST_NAME" "$(date +%T)" "$*"; }
+log() { printf '[%s %s %s] %s\n' "$TEST_NAME" "${DESPOOL_BROKER:-embedded}" "$(date +%T)" "$*"; }
 
 cleanup() {
   local rc=$?
@@ -35,6 +35,9 @@ cleanup() {
       echo "---- tail of $f"; tail -n 25 "$f"
     done
   fi
+  if [ -n "${KAFKA_STATE:-}" ]; then
+    "$SRC/scripts/kafka" stop --dir "$KAFKA_STATE" >/dev/null 2>&1 || true
+  fi
   [ "${KEEP_TMP:-0}" = 1 ] || rm -rf "$T"
   exit $rc
 }
@@ -42,9 +45,19 @@ trap cleanup EXIT
 
 fail() { log "FAIL: $*"; exit 1; }
 
-# Broker: the one named by DESPOOL_BOOTSTRAP, or a fresh embedded one.
+# Broker: the one named by DESPOOL_BOOTSTRAP; or, with DESPOOL_BROKER=kafka,
+# a fresh single-node Apache Kafka for this test (scripts/kafka, ~10 s);
+# else a fresh embedded one (despooler dev-broker).
+BROKER_KIND=${DESPOOL_BROKER:-embedded}
 if [ -n "${DESPOOL_BOOTSTRAP:-}" ]; then
   B=$DESPOOL_BOOTSTRAP
+elif [ "$BROKER_KIND" = kafka ]; then
+  KAFKA_STATE=$T/kafka
+  "$SRC/scripts/kafka" start --dir "$KAFKA_STATE" >/dev/null 2>"$T/kafka-start.log" ||
+    { cat "$T/kafka-start.log"; fail "scripts/kafka start failed"; }
+  B=@$KAFKA_STATE/bootstrap
+  # scripts/kafka creates pkg.updates with 6 partitions; tests that need
+  # one partition put their events into partition 0 explicitly.
 else
   "$DESPOOLER" dev-broker --partitions "${PARTITIONS:-6}" \
     --bootstrap-file "$T/bootstrap" >"$T/broker.out" 2>"$T/broker.log" &

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Chunks of two packages interleaved in ONE partition (A0 B0 A1 B1 ...,
+# Chunks of two packages interleaved in ONE partition (partition 0) (A0 B0 A1 B1 ...,
 # as two publishers writing at once produce them): the worker reassembles
 # both by update id and installs both, byte-identical.
 PARTITIONS=1
@@ -14,11 +14,11 @@ python3 "$SRC/tests/integration/mkevent.py" --package "$A" --version 1 \
 python3 "$SRC/tests/integration/mkevent.py" --package "$Bp" --version 1 \
   --tar "$T/b.tar" --out "$T/eb" --chunks $N >/dev/null
 for i in $(seq 0 $((N - 1))); do
-  "$KTOOL" put -b "$B" -t pkg.updates -k "$A" "$T/ea.$i" || fail "put"
-  "$KTOOL" put -b "$B" -t pkg.updates -k "$Bp" "$T/eb.$i" || fail "put"
+  "$KTOOL" put -b "$B" -t pkg.updates -p 0 -k "$A" "$T/ea.$i" || fail "put"
+  "$KTOOL" put -b "$B" -t pkg.updates -p 0 -k "$Bp" "$T/eb.$i" || fail "put"
 done
 "$KTOOL" dump -b "$B" -t pkg.updates >"$T/dump"
-runs=$(awk '{print $3}' "$T/dump" | uniq | wc -l)
+runs=$(grep '^partition=0 ' "$T/dump" | awk '{print $3}' | uniq | wc -l)
 [ "$runs" = $((2 * N)) ] || fail "expected $((2 * N)) alternating runs, got $runs"
 
 start_worker w1 "$S" "$L"

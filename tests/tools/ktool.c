@@ -4,7 +4,7 @@
  * per message with its headers. Lets integration tests send malformed
  * events and read dead letters and status records without kcat.
  *
- *   ktool put  -b BOOTSTRAP -t TOPIC -k KEY FILE      (value from FILE)
+ *   ktool put  -b BOOTSTRAP -t TOPIC -k KEY [-p PARTITION] FILE
  *   ktool dump -b BOOTSTRAP -t TOPIC                  (until end of topic)
  *
  * dump prints: partition=P offset=O key=K len=N h.NAME="VALUE" ...
@@ -18,8 +18,8 @@
 #include "fsutil.h"
 #include "kconf.h"
 
-static int put(const ds_kconf *kc, const char *topic, const char *key,
-               const char *file)
+static int put(const ds_kconf *kc, const char *topic, int32_t partition,
+               const char *key, const char *file)
 {
     char errstr[512];
     ds_err err;
@@ -41,8 +41,9 @@ static int put(const ds_kconf *kc, const char *topic, const char *key,
         return 1;
     }
     rd_kafka_resp_err_t e = rd_kafka_producev(
-        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
-        RD_KAFKA_V_VALUE(val, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+        RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(val, len),
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
         RD_KAFKA_V_END);
     int rc = 0;
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR ||
@@ -132,12 +133,13 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *mode = argv[1], *topic = NULL, *key = "";
+    int32_t partition = RD_KAFKA_PARTITION_UA;
     ds_kconf kc = {0};
     ds_err err;
     int c;
     argc--;
     argv++;
-    while ((c = getopt(argc, argv, "b:t:k:X:")) != -1) {
+    while ((c = getopt(argc, argv, "b:t:k:p:X:")) != -1) {
         switch (c) {
         case 'b':
             if (ds_kconf_bootstrap(&kc, optarg, &err) < 0) {
@@ -151,10 +153,14 @@ int main(int argc, char **argv)
         case 'k':
             key = optarg;
             break;
+        case 'p':
+            partition = (int32_t)atoi(optarg);
+            break;
         case 'X':
             ds_kconf_add(&kc, optarg, NULL);
             break;
         default:
+            fprintf(stderr, "ktool: unknown option\n");
             return 2;
         }
     }
@@ -162,7 +168,7 @@ int main(int argc, char **argv)
     if (topic == NULL)
         rc = 2;
     else if (strcmp(mode, "put") == 0 && optind == argc - 1)
-        rc = put(&kc, topic, key, argv[optind]);
+        rc = put(&kc, topic, partition, key, argv[optind]);
     else if (strcmp(mode, "dump") == 0)
         rc = dump(&kc, topic);
     else

@@ -1,0 +1,69 @@
+# despool image: pkgpub (publisher) and despooler (worker, lag, dev-broker)
+# on Debian 12, built from this repository.
+#
+#   docker build -t despool:local .
+#   docker run --rm despool:local --help          # despooler
+#   docker run --rm --entrypoint pkgpub despool:local --help
+#
+# compose.yaml builds and runs it; docs/DEPLOY.md explains both.
+#
+# No HEALTHCHECK on purpose: despooler has no health endpoint yet, and a
+# process check (pgrep) would only repeat what the container's own state
+# already says. Liveness that means something (is the site keeping up?) is
+# `despooler lag --site SITE`, which reads the site's committed offsets.
+
+ARG DEBIAN_IMAGE=debian:12-slim
+
+# ---------------------------------------------------------------- build
+FROM ${DEBIAN_IMAGE} AS build
+
+# The -dev packages of scripts/deps. libcriterion-dev is there because
+# tests/CMakeLists.txt names the Criterion target at configure time, even
+# though only the two programs are built here.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      build-essential cmake pkg-config \
+      librdkafka-dev libmsgpack-dev libzstd-dev libarchive-dev libssl-dev \
+      libcriterion-dev \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+COPY . .
+RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release \
+ && cmake --build /build -j"$(nproc)" --target despooler pkgpub
+
+# ---------------------------------------------------------------- runtime
+FROM ${DEBIAN_IMAGE}
+
+LABEL org.opencontainers.image.title="despool" \
+      org.opencontainers.image.description="Package updates as Kafka events: pkgpub publishes, despooler extracts and atomically switches them in a site's library"
+
+# Exactly the libraries the two binaries link (readelf -d: librdkafka.so.1,
+# libmsgpackc.so.2, libzstd.so.1, libarchive.so.13, libcrypto.so.3), plus
+# ca-certificates so that TLS to a real cluster can verify the broker with
+# the system CAs. libmicrohttpd is not linked yet (no /metrics endpoint).
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      librdkafka1 libmsgpackc2 libzstd1 libarchive13 libssl3 ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+
+# A fixed uid/gid, so a bind-mounted library can be chowned to it on the
+# host (chown -R 10001:10001 DIR). The two directories exist in the image
+# so that a fresh named volume mounted on them takes their owner:
+#   /var/lib/despool     a site's content library (despooler run --library)
+#   /var/spool/pkgpub    pkgpub's spool ($TMPDIR, see compose.yaml)
+RUN groupadd --gid 10001 despool \
+ && useradd --uid 10001 --gid despool --no-create-home \
+      --home-dir /var/lib/despool --shell /usr/sbin/nologin despool \
+ && install -d -o despool -g despool -m 0755 /var/lib/despool \
+ && install -d -o despool -g despool -m 0700 /var/spool/pkgpub
+
+COPY --from=build /build/despooler /build/pkgpub /usr/local/bin/
+
+# Fails the build if a runtime library is missing.
+RUN despooler --help >/dev/null && pkgpub --help >/dev/null
+
+USER despool
+WORKDIR /var/lib/despool
+ENTRYPOINT ["despooler"]
+CMD ["--help"]
