@@ -113,6 +113,25 @@ int ds_kconf_add_file(ds_kconf *kc, const char *path, ds_err *err)
     return rc;
 }
 
+int ds_kconf_option(ds_kconf *kc, int opt, const char *arg, ds_err *err)
+{
+    int rc;
+    switch (opt) {
+    case 'b':
+        rc = ds_kconf_bootstrap(kc, arg, err);
+        break;
+    case 'X':
+        rc = ds_kconf_add(kc, arg, err);
+        break;
+    case 'F':
+        rc = ds_kconf_add_file(kc, arg, err);
+        break;
+    default:
+        return 0;
+    }
+    return rc < 0 ? rc : 1;
+}
+
 void ds_kconf_free(ds_kconf *kc)
 {
     if (kc == NULL)

@@ -40,6 +40,11 @@ int ds_kconf_add(ds_kconf *kc, const char *kv, ds_err *err);
  * blank lines and lines starting with # or ! are skipped. */
 int ds_kconf_add_file(ds_kconf *kc, const char *path, ds_err *err);
 
+/* The command-line options every program shares: 'b' (-b), 'X' and 'F'.
+ * Returns 1 when opt was one of them and was taken, 0 when opt is not a
+ * Kafka option, or a negative code (err says why). */
+int ds_kconf_option(ds_kconf *kc, int opt, const char *arg, ds_err *err);
+
 void ds_kconf_free(ds_kconf *kc);
 
 /* Set one property on conf, with the error naming key and value. */

@@ -54,7 +54,8 @@ void ds_progress_update(ds_progress *p, uint64_t done, uint64_t total)
     if (!p->enabled)
         return;
     uint64_t now = ds_mono_ms();
-    if (p->drawn && now - p->last_ms < 100)
+    /* Throttled, except the last step, so the bar always ends at 100%. */
+    if (p->drawn && now - p->last_ms < 100 && (total == 0 || done < total))
         return;
     p->last_ms = now;
     draw(p, done, total, now);

@@ -113,19 +113,12 @@ int main(int argc, char **argv)
     ds_err err;
     while (rc == 0 && (c = getopt_long(argc, argv, "b:X:F:p:V:L:T:t:h", opts,
                                        NULL)) != -1) {
+        int k = ds_kconf_option(&kc, c, optarg, &err);
+        if (k < 0)
+            rc = fail(err.msg);
+        if (k != 0)
+            continue;
         switch (c) {
-        case 'b':
-            if (ds_kconf_bootstrap(&kc, optarg, &err) < 0)
-                rc = fail(err.msg);
-            break;
-        case 'X':
-            if (ds_kconf_add(&kc, optarg, &err) < 0)
-                rc = fail(err.msg);
-            break;
-        case 'F':
-            if (ds_kconf_add_file(&kc, optarg, &err) < 0)
-                rc = fail(err.msg);
-            break;
         case 'p':
             o.package = optarg;
             break;

@@ -154,27 +154,15 @@ static int parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
-/* -b/-X/-F, shared by the commands that talk to Kafka. 1 = handled. */
+/* -b/-X/-F, shared by the commands that talk to Kafka. 1 = handled (on
+ * failure *rc is the exit code). */
 static int kafka_opt(int c, const char *cmd, ds_kconf *kc, int *rc)
 {
     ds_err err;
-    int r = 0;
-    switch (c) {
-    case 'b':
-        r = ds_kconf_bootstrap(kc, optarg, &err);
-        break;
-    case 'X':
-        r = ds_kconf_add(kc, optarg, &err);
-        break;
-    case 'F':
-        r = ds_kconf_add_file(kc, optarg, &err);
-        break;
-    default:
-        return 0;
-    }
+    int r = ds_kconf_option(kc, c, optarg, &err);
     if (r < 0)
         *rc = fail(cmd, err.msg);
-    return 1;
+    return r != 0;
 }
 
 enum {

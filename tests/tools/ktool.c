@@ -43,8 +43,7 @@ static int put(const ds_kconf *kc, const char *topic, int32_t partition,
     rd_kafka_resp_err_t e = rd_kafka_producev(
         rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
         RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(val, len),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_END);
+        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     int rc = 0;
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR ||
         rd_kafka_flush(rk, 15000) != RD_KAFKA_RESP_ERR_NO_ERROR ||
