@@ -14,6 +14,7 @@
 #include "fsutil.h"
 #include "kconf.h"
 #include "lag.h"
+#include "status.h"
 #include "worker.h"
 
 static volatile sig_atomic_t stop_flag;
@@ -45,6 +46,7 @@ static void usage(FILE *out)
           "Commands:\n"
           "  run         consume pkg.updates as site SITE into library DIR\n"
           "  lag         consumer lag of a site, per partition\n"
+          "  status      version matrix: package x site, from pkg.status\n"
           "  dev-broker  run the embedded Kafka-protocol broker (for trying "
           "out)\n"
           "\n"
@@ -89,6 +91,28 @@ static void usage_lag(FILE *out)
           "  -s, --site SITE           site (consumer group despool.SITE)\n"
           "      --json                one JSON object instead of a table\n"
           "  -h, --help                this text\n",
+          out);
+}
+
+static void usage_status(FILE *out)
+{
+    fputs("Usage: despooler status -b BOOTSTRAP [OPTIONS]\n"
+          "\n"
+          "Read pkg.status to its end and print the newest version of every\n"
+          "package at every site, the published version first. Marks: behind\n"
+          "(older than published), late (behind or silent for longer than\n"
+          "--max-behind), failed (the site's last attempt failed).\n"
+          "\n"
+          "  -b, --bootstrap LIST      brokers host:port[,..], or @FILE\n"
+          "  -X KEY=VALUE, -F FILE     librdkafka settings\n"
+          "  -p, --package PACKAGE     only this package\n"
+          "  -s, --site SITE           only this site\n"
+          "      --max-behind SEC      late after SEC seconds (default 3600)\n"
+          "      --json                one JSON object instead of a table\n"
+          "  -h, --help                this text\n"
+          "\n"
+          "Exit: 0 all current or catching up, 1 a site late or failed,\n"
+          "3 the broker cannot be reached.\n",
           out);
 }
 
@@ -170,7 +194,8 @@ enum {
     OPT_MAX_SIZE,
     OPT_MAX_ENTRIES,
     OPT_WINDOW,
-    OPT_JSON
+    OPT_JSON,
+    OPT_MAX_BEHIND
 };
 
 static int cmd_run(int argc, char **argv)
@@ -312,6 +337,66 @@ static int cmd_lag(int argc, char **argv)
     return rc;
 }
 
+static int cmd_status(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"bootstrap", required_argument, NULL, 'b'},
+        {"package", required_argument, NULL, 'p'},
+        {"site", required_argument, NULL, 's'},
+        {"max-behind", required_argument, NULL, OPT_MAX_BEHIND},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    ds_kconf kc = {0};
+    ds_status_opts o = {.kc = &kc, .max_behind_s = 3600, .timeout_ms = 10000};
+    int c, rc = 0;
+    while (rc == 0 &&
+           (c = getopt_long(argc, argv, "b:X:F:p:s:h", opts, NULL)) != -1) {
+        if (kafka_opt(c, "status", &kc, &rc))
+            continue;
+        switch (c) {
+        case 'p':
+            o.package = optarg;
+            break;
+        case 's':
+            o.site = optarg;
+            break;
+        case OPT_MAX_BEHIND:
+            if (ds_parse_u64(optarg, &o.max_behind_s) < 0)
+                rc = fail("status", "--max-behind: expected seconds");
+            break;
+        case OPT_JSON:
+            o.json = 1;
+            break;
+        case 'h':
+            usage_status(stdout);
+            ds_kconf_free(&kc);
+            return 0;
+        default:
+            usage_status(stderr);
+            rc = 2;
+            break;
+        }
+    }
+    if (rc == 0 && optind < argc)
+        rc = fail("status", "unexpected argument (see --help)");
+    if (rc == 0 && kc.bootstrap == NULL)
+        rc = fail("status", "-b BOOTSTRAP is required (host:port or @FILE)");
+    if (rc == 0) {
+        ds_err err;
+        int worst = 0;
+        if (ds_status_run(&o, &worst, &err) < 0) {
+            fprintf(stderr, "despooler status: %s\n", err.msg);
+            rc = 3;
+        } else {
+            rc = worst;
+        }
+    }
+    ds_kconf_free(&kc);
+    return rc;
+}
+
 static int cmd_devbroker(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -369,6 +454,8 @@ int main(int argc, char **argv)
         return cmd_run(argc, argv);
     if (strcmp(cmd, "lag") == 0)
         return cmd_lag(argc, argv);
+    if (strcmp(cmd, "status") == 0)
+        return cmd_status(argc, argv);
     if (strcmp(cmd, "dev-broker") == 0)
         return cmd_devbroker(argc, argv);
     fprintf(stderr, "despooler: unknown command '%s' (try --help)\n", cmd);

@@ -74,8 +74,10 @@ int ds_refetch_new(const ds_kconf *kc, ds_refetch **out, ds_err *err)
     char errstr[512];
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     int rc = 0;
-    /* A group id is only needed by librdkafka's consumer API; this handle
-     * never subscribes or commits, so it never joins that group. */
+    /* librdkafka 2.0.2 refuses assign() on a consumer without group.id
+     * ("Unknown group"), so this handle names one; it never subscribes or
+     * commits, so it never joins it (on a secured cluster it needs
+     * Describe on group despool.refetch, see docs/DEPLOY.md). */
     if ((rc = ds_kconf_set(conf, "group.id", "despool.refetch", err)) < 0 ||
         (rc = ds_kconf_set(conf, "enable.auto.commit", "false", err)) < 0 ||
         (rc = ds_kconf_set(conf, "isolation.level", "read_committed", err)) <

@@ -187,3 +187,185 @@ no_staging_left() {
   left=$(find "$1" -path '*/.staging/*' -maxdepth 3 2>/dev/null | head -5)
   [ -z "$left" ] || fail "staging left behind in $1: $left"
 }
+
+# ---- chaos-test helpers (t10-t14) ----------------------------------------
+
+# make_trees FILES KBYTES DIR:SEED...: like make_tree for many trees in one
+# python process (the same layout and content for the same seed).
+make_trees() {
+  local n=$1 kb=$2; shift 2
+  python3 - "$n" "$kb" "$@" <<'PY'
+import os, random, sys
+n, kb = int(sys.argv[1]), int(sys.argv[2])
+size = kb * 1024
+for spec in sys.argv[3:]:
+    d, seed = spec.rsplit(":", 1)
+    seed = int(seed)
+    rnd = random.Random(seed)
+    os.makedirs(d, exist_ok=True)
+    for i in range(n):
+        sub = os.path.join(d, "dir%02d" % (i % 7), "sub%d" % (i % 3))
+        os.makedirs(sub, exist_ok=True)
+        noise = rnd.randbytes(size // 64)
+        text = (("seed %d file %d " % (seed, i)) * (size // 12 + 1)).encode()
+        with open(os.path.join(sub, "file%05d.dat" % i), "wb") as f:
+            f.write(noise + text[: size - len(noise)])
+    with open(os.path.join(d, "VERSION"), "w") as f:
+        f.write("seed %d\n" % seed)
+    os.symlink("VERSION", os.path.join(d, "VERSION.link"))
+    with open(os.path.join(d, "run.sh"), "w") as f:
+        f.write("#!/bin/sh\necho seed %d\n" % seed)
+    os.chmod(os.path.join(d, "run.sh"), 0o755)
+PY
+}
+
+# make_random_tree DIR SEED MBYTES: a tree of incompressible data (zstd
+# output ~ input size: real Kafka only), plus the VERSION and run.sh files
+# the sampler checks.
+make_random_tree() {
+  local d=$1 seed=$2 mb=$3 i
+  mkdir -p "$d/data"
+  for i in $(seq 0 $(((mb + 7) / 8 - 1))); do
+    head -c $((mb * 1048576 / ((mb + 7) / 8))) /dev/urandom >"$d/data/blob$i.bin"
+  done
+  printf 'seed %d\n' "$seed" >"$d/VERSION"
+  printf '#!/bin/sh\necho seed %d\n' "$seed" >"$d/run.sh"
+  chmod 755 "$d/run.sh"
+}
+
+# forget_pid PID: drop an exited process from PIDS (long loops start many;
+# the exit trap must never signal a recycled pid).
+forget_pid() {
+  local keep=() p
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && [ "$p" != "$1" ] && keep+=("$p"); done
+  PIDS=("${keep[@]:-}")
+}
+
+# start_sampler NAME LIBRARY SRCROOT PACKAGE...: a background reader of
+# every PACKAGE's `current` in LIBRARY every ~4 ms. SRCROOT/<package>/<v>
+# is the source of version v. It counts a downgrade (current older than
+# one it saw before) and a partial or mixed tree (VERSION or run.sh, the
+# first and last entries of the sorted tar, differ from the source of the
+# version current points at while current still points there). Summary:
+# $T/NAME.samples, first line "samples=N downgrades=N partial=N".
+start_sampler() {
+  local name=$1 lib=$2 srcroot=$3; shift 3
+  rm -f "$T/$name.stop"
+  python3 - "$T/$name.samples" "$T/$name.stop" "$lib" "$srcroot" "$@" <<'PY' &
+import os, sys, time
+out, stopf, lib, srcroot = sys.argv[1:5]
+pkgs = sys.argv[5:]
+files = ("VERSION", "run.sh")
+expected, maxv, seen = {}, {}, {p: set() for p in pkgs}
+n, down, bad = 0, [], []
+
+def want(p, v):
+    if (p, v) not in expected:
+        try:
+            expected[(p, v)] = tuple(
+                open(os.path.join(srcroot, p, str(v), f), "rb").read() for f in files)
+        except OSError:
+            expected[(p, v)] = None
+    return expected[(p, v)]
+
+while True:
+    last = os.path.exists(stopf)
+    for p in pkgs:
+        cur = os.path.join(lib, p, "current")
+        try:
+            t = os.readlink(cur)
+        except OSError:
+            continue
+        n += 1
+        if not t.startswith("versions/") or not t[9:].isdigit():
+            bad.append("%s current -> %r" % (p, t))
+            continue
+        v = int(t[9:])
+        seen[p].add(v)
+        if v < maxv.get(p, 0):
+            down.append("%s %d -> %d" % (p, maxv[p], v))
+        maxv[p] = max(maxv.get(p, 0), v)
+        try:
+            got = tuple(open(os.path.join(lib, p, t, f), "rb").read() for f in files)
+        except OSError:
+            got = None
+        if got == want(p, v):
+            continue
+        if got is None:  # pruned after current moved on: not what readers see
+            try:
+                if os.readlink(cur) != t:
+                    continue
+            except OSError:
+                pass
+        bad.append("%s version %d: %s" % (p, v, "missing files" if got is None
+                                          else "content differs from its source"))
+    if last:
+        break
+    time.sleep(0.004)
+with open(out + ".tmp", "w") as f:
+    f.write("samples=%d downgrades=%d partial=%d\n" % (n, len(down), len(bad)))
+    for p in pkgs:
+        f.write("seen %s %s\n" % (p, ",".join(map(str, sorted(seen[p])))))
+    for d in down[:20]:
+        f.write("downgrade %s\n" % d)
+    for b in bad[:20]:
+        f.write("partial %s\n" % b)
+os.rename(out + ".tmp", out)
+PY
+  local pid=$!
+  PIDS+=($pid)
+  eval "SAMPLER_${name//-/_}=$pid"
+}
+
+# stop_sampler NAME: stop it (bounded); sampler_summary NAME then prints
+# its summary line. (Not in $(...): the sampler is this shell's child.)
+stop_sampler() {
+  local pid; pid=$(eval "echo \$SAMPLER_${1//-/_}")
+  touch "$T/$1.stop"
+  for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && fail "sampler $1 did not stop within 30 s"
+  wait "$pid" || fail "sampler $1 failed"
+  forget_pid "$pid"
+  [ -s "$T/$1.samples" ] || fail "sampler $1 wrote no summary"
+}
+sampler_summary() { head -1 "$T/$1.samples"; }
+
+# assert_sampler_clean NAME: stop it; it saw samples, no downgrade and no
+# partial or mixed tree.
+assert_sampler_clean() {
+  local s; stop_sampler "$1"; s=$(sampler_summary "$1")
+  log "sampler $1: $s"
+  case $s in
+    "samples=0 "*) fail "sampler $1 never saw a current symlink" ;;
+    *" downgrades=0 partial=0") ;;
+    *) grep -E '^(downgrade|partial) ' "$T/$1.samples" | head -10
+       fail "sampler $1: $s" ;;
+  esac
+}
+
+# assert_finalized_at_most_once LOG...: `current` only moves forward, so a
+# (package, version) is finalized at most once in one library.
+assert_finalized_at_most_once() {
+  local dup
+  dup=$(cat "$@" | grep -h 'msg=finalized ' |
+        sed -E 's/.* package=([^ ]+) version=([0-9]+).*/\1 \2/' | sort | uniq -d | head -5)
+  [ -z "$dup" ] || fail "finalized more than once: $dup"
+}
+
+# wait_versions LIBRARY SECONDS PACKAGE=VERSION...: all of them reached,
+# one deadline for all.
+wait_versions() {
+  local lib=$1 secs=$2; shift 2
+  local behind= spec end=$((SECONDS + secs))
+  while :; do
+    behind=
+    for spec in "$@"; do
+      [ "$(current_version "$lib" "${spec%=*}")" = "${spec##*=}" ] ||
+        behind="$behind ${spec%=*}@$(current_version "$lib" "${spec%=*}")/${spec##*=}"
+    done
+    [ -z "$behind" ] && return 0
+    [ $SECONDS -ge $end ] && break
+    sleep 0.2
+  done
+  fail "after ${secs}s, packages behind (have/want):$behind"
+}

@@ -5,7 +5,7 @@
 . "$(dirname "$0")/lib.sh"
 
 for c in "$DESPOOLER --help" "$DESPOOLER run --help" "$DESPOOLER lag --help" \
-         "$DESPOOLER dev-broker --help" "$PKGPUB --help"; do
+         "$DESPOOLER dev-broker --help" "$DESPOOLER status --help" "$PKGPUB --help"; do
   out=$($c) || fail "$c exited non-zero"
   [ -n "$out" ] || fail "$c printed nothing"
   w=$(printf '%s\n' "$out" | awk '{ if (length > m) m = length } END { print m }')

@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# Rebalance storm: three workers of one site keep joining and leaving
+# (SIGTERM, kill -9, restarts, at random) while 200 updates (20 packages,
+# versions 1..10, published by 10 pkgpub loops in parallel) go through.
+# At the end every package is at version 10, byte-identical to its source;
+# a sampler reading every `current` every few ms saw no downgrade and no
+# partial tree; no (package, version) was finalized twice; nothing was
+# rejected; lag is 0; after a clean stop no staging is left.
+# DESPOOL_SEED=N replays a storm (the seed is logged).
+. "$(dirname "$0")/lib.sh"
+
+S=$(site dp); L=$T/lib
+NP=20; NV=10; NPUB=10; MIN_ACTIONS=${DESPOOL_STORM_ACTIONS:-24}
+SEED=${DESPOOL_SEED:-$((RANDOM * 32768 + RANDOM))}
+RANDOM=$SEED
+log "storm seed $SEED"
+
+# Sources: $T/src/<package>/<version>, VERSION "seed 100*i+v". Two
+# packages are bigger (extraction takes a moment, so kills land inside
+# it); all stay far below the embedded broker's 5 MiB per partition.
+PKGS=(); big=(); small=()
+for i in $(seq $NP); do
+  P=$(pkg p$i); PKGS+=("$P")
+  for v in $(seq $NV); do
+    if [ "$i" -le 2 ]; then big+=("$T/src/$P/$v:$((100 * i + v))")
+    else small+=("$T/src/$P/$v:$((100 * i + v))"); fi
+  done
+done
+make_trees 150 32 "${big[@]}" & g1=$!
+make_trees 12 8 "${small[@]}" & g2=$!
+wait $g1 $g2
+
+start_sampler smp "$L" "$T/src" "${PKGS[@]}"
+
+# Worker slots 1..3; each incarnation appends to $T/wN.log.
+RUNNING=(0 0 0 0); STARTS=0; KILLS=0; TERMS=0
+slot_start() {
+  start_worker "w$1" "$S" "$L"
+  RUNNING[$1]=1; STARTS=$((STARTS + 1))
+}
+slot_kill9() {
+  local pid; pid=$(wpid "w$1")
+  kill9_worker "w$1"; forget_pid "$pid"
+  RUNNING[$1]=0; KILLS=$((KILLS + 1))
+}
+slot_term() {
+  local pid; pid=$(wpid "w$1")
+  stop_worker "w$1"; forget_pid "$pid"   # must exit 0 within 30 s
+  RUNNING[$1]=0; TERMS=$((TERMS + 1))
+}
+rand_sleep() { # MIN_MS SPREAD_MS
+  local ms=$(($1 + RANDOM % $2))
+  sleep "$((ms / 1000)).$(printf %03d $((ms % 1000)))"
+}
+
+slot_start 1; slot_start 2
+
+# Publishers: loop k owns packages k and k+NPUB and publishes their
+# versions in order (one transactional id per package: a package's
+# publishes never overlap, or they would fence each other).
+PUBS=()
+for k in $(seq $NPUB); do
+  (
+    for v in $(seq $NV); do
+      for i in $k $((k + NPUB)); do
+        P=$(pkg p$i)
+        "$PKGPUB" -b "$B" -p "$P" -V "$v" --json --no-progress "$T/src/$P/$v" \
+          >>"$T/pub$k.out" 2>>"$T/pkgpub.log" ||
+          { echo "pkgpub $P v$v failed" >>"$T/pub$k.err"; exit 1; }
+      done
+    done
+  ) &
+  PUBS+=($!)
+done
+
+actions=0; end=$((SECONDS + 180))
+while :; do
+  alive=0
+  for p in "${PUBS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+  [ $alive = 0 ] && [ $actions -ge $MIN_ACTIONS ] && break
+  [ $SECONDS -lt $end ] || fail "storm still going after 180 s (publishers alive: $alive)"
+  rand_sleep 250 1500
+  i=$((RANDOM % 3 + 1))
+  if [ "${RUNNING[$i]}" = 1 ]; then
+    if [ $((RANDOM % 2)) = 0 ]; then slot_kill9 $i; else slot_term $i; fi
+  else
+    slot_start $i
+  fi
+  actions=$((actions + 1))
+done
+for p in "${PUBS[@]}"; do
+  wait "$p" || fail "a publisher failed: $(cat "$T"/pub*.err 2>/dev/null)"
+done
+n=$(cat "$T"/pub*.out | grep -c '"package"' || true)
+[ "$n" = $((NP * NV)) ] || fail "published $n updates, expected $((NP * NV))"
+log "published $n updates; storm: $actions actions, $STARTS starts, $KILLS kill -9, $TERMS SIGTERM"
+[ $KILLS -gt 0 ] && [ $TERMS -gt 0 ] || fail "storm lacked kill -9 or SIGTERM; try another DESPOOL_SEED"
+
+# Calm: at least one worker (here: all three) runs; everything converges.
+for i in 1 2 3; do [ "${RUNNING[$i]}" = 1 ] || slot_start $i; done
+want=(); for P in "${PKGS[@]}"; do want+=("$P=$NV"); done
+wait_versions "$L" 120 "${want[@]}"
+for P in "${PKGS[@]}"; do assert_same_tree "$T/src/$P/$NV" "$L/$P/current/"; done
+wait_lag0 "$S" 60
+sleep 0.3
+assert_sampler_clean smp
+assert_finalized_at_most_once "$T"/w[123].log
+bad=$(cat "$T"/w[123].log | grep -E 'msg=(rejected|dead-lettered|local-error) ' | head -3 || true)
+[ -z "$bad" ] || fail "unexpected: $bad"
+for i in 1 2 3; do slot_term $i; done
+no_staging_left "$L"
+log "finalized lines: $(cat "$T"/w[123].log | grep -c 'msg=finalized ' || true), \
+discarded: $(cat "$T"/w[123].log | grep -c 'msg=discarded ' || true), \
+abandoned: $(cat "$T"/w[123].log | grep -c 'msg=abandoned ' || true)"
+log "PASS"

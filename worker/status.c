@@ -1,0 +1,265 @@
+/*
+ * status.c - `despooler status`: read the compacted pkg.status topic to its
+ * end, keep the newest record per key (<site>/<package>), and print the
+ * version matrix package x site, the published version first. A site is
+ * marked when it is behind the published version, failed, or has not
+ * reported since the version was published.
+ */
+#include "status.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <librdkafka/rdkafka.h>
+
+#include "codec.h"
+#include "progress.h"
+
+#define PUBLISHED "_published"
+
+typedef struct table {
+    ds_status *rec;
+    size_t n, cap;
+} table;
+
+static ds_status *find(table *t, const char *site, const char *package)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->rec[i].site, site) == 0 &&
+            strcmp(t->rec[i].package, package) == 0)
+            return &t->rec[i];
+    return NULL;
+}
+
+/* Keep the newest record of each key: the topic is compacted, but until
+ * compaction runs it holds older records too, in order. */
+static int put(table *t, const ds_status *st)
+{
+    ds_status *r = find(t, st->site, st->package);
+    if (r != NULL) {
+        *r = *st;
+        return 0;
+    }
+    if (t->n == t->cap) {
+        size_t ncap = t->cap ? t->cap * 2 : 64;
+        ds_status *nr = realloc(t->rec, ncap * sizeof(*nr));
+        if (nr == NULL)
+            return -ENOMEM;
+        t->rec = nr;
+        t->cap = ncap;
+    }
+    t->rec[t->n++] = *st;
+    return 0;
+}
+
+static int read_topic(const ds_status_opts *o, table *t, ds_err *err)
+{
+    char errstr[512];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    int rc;
+    /* librdkafka 2.0.2 needs a group.id even to assign(); nothing is ever
+     * committed under it. */
+    if ((rc = ds_kconf_set(c, "group.id", "despool.status-reader", err)) < 0 ||
+        (rc = ds_kconf_set(c, "enable.auto.commit", "false", err)) < 0 ||
+        (rc = ds_kconf_set(c, "enable.partition.eof", "true", err)) < 0 ||
+        (rc = ds_kconf_set(c, "isolation.level", "read_committed", err)) < 0 ||
+        (rc = ds_kconf_set(c, "log_level", "3", err)) < 0 ||
+        (rc = ds_kconf_apply(o->kc, c, err)) < 0) {
+        rd_kafka_conf_destroy(c);
+        return rc;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, sizeof(errstr));
+    if (rk == NULL) {
+        rd_kafka_conf_destroy(c);
+        return ds_err_set(err, -EINVAL, "kafka", "create client: %s", errstr);
+    }
+    const rd_kafka_metadata_t *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, DS_TOPIC_STATUS, NULL);
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, o->timeout_ms);
+    rd_kafka_topic_destroy(rkt);
+    rd_kafka_topic_partition_list_t *l = NULL;
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 ||
+        md->topics[0].err) {
+        rc = ds_err_set(err, -EHOSTUNREACH, "kafka",
+                        "read metadata of %s: %s (is the broker running and "
+                        "-b right?)",
+                        DS_TOPIC_STATUS,
+                        rd_kafka_err2str(e ? e : md->topics[0].err));
+        goto out;
+    }
+    int parts = md->topics[0].partition_cnt;
+    l = rd_kafka_topic_partition_list_new(parts);
+    for (int i = 0; i < parts; i++)
+        rd_kafka_topic_partition_list_add(l, DS_TOPIC_STATUS,
+                                          md->topics[0].partitions[i].id)
+            ->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk, l);
+    int eof = 0;
+    uint64_t deadline = ds_mono_ms() + (uint64_t)o->timeout_ms;
+    while (eof < parts) {
+        if (ds_mono_ms() > deadline) {
+            rc = ds_err_set(err, -ETIMEDOUT, "kafka",
+                            "read %s: end not reached within %d ms",
+                            DS_TOPIC_STATUS, o->timeout_ms);
+            goto out;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (m == NULL)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            eof++;
+        } else if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->payload) {
+            ds_status st;
+            ds_err derr;
+            /* A record that does not decode is reported, not fatal. */
+            if (ds_status_decode(m->payload, m->len, &st, &derr) < 0)
+                fprintf(stderr, "despooler status: %s [%d] offset %lld: %s\n",
+                        DS_TOPIC_STATUS, (int)m->partition,
+                        (long long)m->offset, derr.msg);
+            else if (put(t, &st) < 0)
+                rc = ds_err_set(err, -ENOMEM, "internal", "out of memory");
+        }
+        rd_kafka_message_destroy(m);
+        if (rc < 0)
+            goto out;
+    }
+out:
+    if (l != NULL)
+        rd_kafka_topic_partition_list_destroy(l);
+    if (md != NULL)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Distinct values of one field (site or package), sorted; the published
+ * pseudo-site is left out of the site list. */
+static const char **distinct(const table *t, int sites, size_t *n)
+{
+    const char **v = calloc(t->n + 1, sizeof(*v));
+    *n = 0;
+    if (v == NULL)
+        return NULL;
+    for (size_t i = 0; i < t->n; i++) {
+        const char *s = sites ? t->rec[i].site : t->rec[i].package;
+        if (sites && strcmp(s, PUBLISHED) == 0)
+            continue;
+        size_t j = 0;
+        while (j < *n && strcmp(v[j], s) != 0)
+            j++;
+        if (j == *n)
+            v[(*n)++] = s;
+    }
+    qsort(v, *n, sizeof(*v), cmp_str);
+    return v;
+}
+
+typedef enum mark { OK, BEHIND, LATE, FAILED, MISSING } mark;
+
+/* How a site stands for one package, against what was published. */
+static mark judge(const ds_status *pub, const ds_status *r, uint64_t now,
+                  uint64_t max_behind_ms)
+{
+    if (r == NULL)
+        return pub != NULL && now - pub->at_ms > max_behind_ms ? LATE : MISSING;
+    if (strcmp(r->state, "failed") == 0)
+        return FAILED;
+    if (pub == NULL || r->version >= pub->version)
+        return OK;
+    return now - pub->at_ms > max_behind_ms ? LATE : BEHIND;
+}
+
+int ds_status_run(const ds_status_opts *o, int *worst, ds_err *err)
+{
+    table t = {0};
+    int rc = read_topic(o, &t, err);
+    if (rc < 0) {
+        free(t.rec);
+        return rc;
+    }
+    size_t np, ns;
+    const char **pkgs = distinct(&t, 0, &np);
+    const char **sites = distinct(&t, 1, &ns);
+    if (pkgs == NULL || sites == NULL) {
+        free(pkgs);
+        free(sites);
+        free(t.rec);
+        return ds_err_set(err, -ENOMEM, "internal", "out of memory");
+    }
+    uint64_t now = ds_now_ms();
+    uint64_t max_ms = o->max_behind_s * 1000;
+    static const char *const names[] = {"ok", "behind", "late", "failed",
+                                        "missing"};
+    *worst = 0;
+    if (o->json)
+        printf("{\"packages\":[");
+    else {
+        printf("%-24s %12s", "PACKAGE", "PUBLISHED");
+        for (size_t s = 0; s < ns; s++)
+            if (o->site == NULL || strcmp(o->site, sites[s]) == 0)
+                printf(" %14.14s", sites[s]);
+        printf("\n");
+    }
+    int first = 1;
+    for (size_t p = 0; p < np; p++) {
+        if (o->package != NULL && strcmp(o->package, pkgs[p]) != 0)
+            continue;
+        const ds_status *pub = find(&t, PUBLISHED, pkgs[p]);
+        char cell[40];
+        if (pub != NULL)
+            snprintf(cell, sizeof(cell), "%" PRIu64, pub->version);
+        else
+            snprintf(cell, sizeof(cell), "-");
+        if (o->json)
+            printf("%s{\"package\":\"%s\",\"published\":%s,\"sites\":[",
+                   first ? "" : ",", pkgs[p], pub ? cell : "null");
+        else
+            printf("%-24s %12s", pkgs[p], cell);
+        first = 0;
+        int sfirst = 1;
+        for (size_t s = 0; s < ns; s++) {
+            if (o->site != NULL && strcmp(o->site, sites[s]) != 0)
+                continue;
+            const ds_status *r = find(&t, sites[s], pkgs[p]);
+            mark m = judge(pub, r, now, max_ms);
+            if (m == LATE || m == FAILED)
+                *worst = 1;
+            if (o->json) {
+                printf("%s{\"site\":\"%s\",\"version\":", sfirst ? "" : ",",
+                       sites[s]);
+                if (r != NULL)
+                    printf("%" PRIu64 ",\"state\":\"%s\",\"at_ms\":%" PRIu64,
+                           r->version, r->state, r->at_ms);
+                else
+                    printf("null,\"state\":null,\"at_ms\":null");
+                printf(",\"mark\":\"%s\"}", names[m]);
+            } else {
+                if (r == NULL)
+                    snprintf(cell, sizeof(cell), "-");
+                else if (m == OK)
+                    snprintf(cell, sizeof(cell), "%" PRIu64, r->version);
+                else
+                    snprintf(cell, sizeof(cell), "%" PRIu64 " %s", r->version,
+                             names[m]);
+                printf(" %14.14s", cell);
+            }
+            sfirst = 0;
+        }
+        if (o->json)
+            printf("]}");
+        else
+            printf("\n");
+    }
+    if (o->json)
+        printf("]}\n");
+    free(pkgs);
+    free(sites);
+    free(t.rec);
+    return 0;
+}
