@@ -5,6 +5,7 @@
  */
 #include <getopt.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,11 +87,21 @@ static void usage_lag(FILE *out)
 {
     fputs("Usage: despooler lag -b BOOTSTRAP --site SITE [OPTIONS]\n"
           "\n"
+          "Lag of consumer group despool.SITE on pkg.updates, per partition,\n"
+          "with the columns of kafka-consumer-groups.sh --describe plus\n"
+          "TIME-LAG (age of the oldest unconsumed event), from committed\n"
+          "offsets: a site with no running worker is reported too.\n"
+          "\n"
           "  -b, --bootstrap LIST      brokers host:port[,..], or @FILE\n"
           "  -X KEY=VALUE, -F FILE     librdkafka settings\n"
           "  -s, --site SITE           site (consumer group despool.SITE)\n"
           "      --json                one JSON object instead of a table\n"
-          "  -h, --help                this text\n",
+          "      --warn-lag N          exit 1 when total lag >= N events\n"
+          "      --crit-lag N          exit 2 when total lag >= N events\n"
+          "      --max-time-lag SEC    exit 2 when an event waits > SEC\n"
+          "  -h, --help                this text\n"
+          "\n"
+          "Exit: 0 OK, 1 warning, 2 critical, 3 broker unreachable.\n",
           out);
 }
 
@@ -195,7 +206,10 @@ enum {
     OPT_MAX_ENTRIES,
     OPT_WINDOW,
     OPT_JSON,
-    OPT_MAX_BEHIND
+    OPT_MAX_BEHIND,
+    OPT_WARN_LAG,
+    OPT_CRIT_LAG,
+    OPT_MAX_TIME_LAG
 };
 
 static int cmd_run(int argc, char **argv)
@@ -288,18 +302,37 @@ static int cmd_run(int argc, char **argv)
     return rc;
 }
 
+/* Nagios-style verdict of a lag report: 0 OK, 1 WARNING, 2 CRITICAL. */
+static int lag_verdict(const ds_lag_report *r, long long warn, long long crit,
+                       double max_time_lag)
+{
+    if ((crit >= 0 && r->total_lag >= crit) ||
+        (max_time_lag >= 0 &&
+         (double)r->max_time_lag_ms / 1000.0 > max_time_lag))
+        return 2;
+    if (warn >= 0 && r->total_lag >= warn)
+        return 1;
+    return 0;
+}
+
 static int cmd_lag(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"bootstrap", required_argument, NULL, 'b'},
         {"site", required_argument, NULL, 's'},
         {"json", no_argument, NULL, OPT_JSON},
+        {"warn-lag", required_argument, NULL, OPT_WARN_LAG},
+        {"crit-lag", required_argument, NULL, OPT_CRIT_LAG},
+        {"max-time-lag", required_argument, NULL, OPT_MAX_TIME_LAG},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     ds_kconf kc = {0};
     ds_lag_opts o = {.kc = &kc, .timeout_ms = 10000};
-    int c, rc = 0;
+    long long warn = -1, crit = -1;
+    double max_time_lag = -1;
+    int c, rc = 0, json = 0;
+    uint64_t v;
     while (rc == 0 &&
            (c = getopt_long(argc, argv, "b:X:F:s:h", opts, NULL)) != -1) {
         if (kafka_opt(c, "lag", &kc, &rc))
@@ -309,8 +342,22 @@ static int cmd_lag(int argc, char **argv)
             o.site = optarg;
             break;
         case OPT_JSON:
-            o.json = 1;
+            json = 1;
             break;
+        case OPT_WARN_LAG:
+        case OPT_CRIT_LAG:
+            if (ds_parse_u64(optarg, &v) < 0 || v > (uint64_t)INT64_MAX)
+                rc = fail("lag", "--warn-lag/--crit-lag: expected a number "
+                                 "of events");
+            *(c == OPT_WARN_LAG ? &warn : &crit) = (long long)v;
+            break;
+        case OPT_MAX_TIME_LAG: {
+            char *end;
+            max_time_lag = strtod(optarg, &end);
+            if (*end != '\0' || max_time_lag < 0)
+                rc = fail("lag", "--max-time-lag: expected seconds");
+            break;
+        }
         case 'h':
             usage_lag(stdout);
             ds_kconf_free(&kc);
@@ -321,17 +368,23 @@ static int cmd_lag(int argc, char **argv)
             break;
         }
     }
+    if (rc == 0 && optind < argc)
+        rc = fail("lag", "unexpected argument (see --help)");
     if (rc == 0 && (o.site == NULL || !ds_site_valid(o.site, strlen(o.site))))
         rc = fail("lag", "--site SITE is required");
     if (rc == 0 && kc.bootstrap == NULL)
         rc = fail("lag", "-b BOOTSTRAP is required (host:port or @FILE)");
     if (rc == 0) {
         ds_err err;
-        long long total = 0;
-        if (ds_lag_run(&o, &total, &err) < 0) {
+        ds_lag_report r;
+        if (ds_lag_collect(&o, &r, &err) < 0) {
             fprintf(stderr, "despooler lag: %s\n", err.msg);
             rc = 3;
+        } else {
+            ds_lag_print(&r, json);
+            rc = lag_verdict(&r, warn, crit, max_time_lag);
         }
+        ds_lag_free(&r);
     }
     ds_kconf_free(&kc);
     return rc;

@@ -107,8 +107,9 @@ void ds_refetch_free(ds_refetch *rf)
 {
     if (rf == NULL)
         return;
-    rd_kafka_assign(rf->rk, NULL);
-    rd_kafka_destroy(rf->rk);
+    /* Assign-only: never joined a group, nothing to close (and 2.0.2's
+     * consumer close can hang on such a handle). */
+    rd_kafka_destroy_flags(rf->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     free(rf);
 }
 

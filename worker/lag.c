@@ -1,33 +1,207 @@
-/* lag.c - consumer lag of one site from committed offsets; see lag.h. */
+/*
+ * lag.c - consumer lag of one site from committed offsets; see lag.h.
+ *
+ * Numbers come from where Kafka's own kafka-consumer-groups.sh takes them:
+ * the group's committed offsets, the partitions' high watermarks (a
+ * read_uncommitted query, so transaction markers count, as in Kafka's
+ * tool), and the group description (members, their hosts, client ids and
+ * assignments). TIME-LAG is the age of the oldest unconsumed event: now
+ * minus the timestamp of the event at the committed offset.
+ */
 #include "lag.h"
 
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <librdkafka/rdkafka.h>
 
-int ds_lag_run(const ds_lag_opts *o, long long *total_lag, ds_err *err)
+#include "progress.h"
+
+static rd_kafka_t *client(const ds_lag_opts *o, const char *group,
+                          const char *isolation, ds_err *err)
 {
-    char errstr[512], group[256];
-    snprintf(group, sizeof(group), "despool.%s", o->site);
+    char errstr[512];
     rd_kafka_conf_t *c = rd_kafka_conf_new();
-    int rc;
-    /* read_uncommitted: watermark queries then return the high watermark
-     * (what Kafka's own tools call LOG-END-OFFSET), not the last stable
-     * offset. This handle never subscribes, so it never joins the group. */
-    if ((rc = ds_kconf_set(c, "group.id", group, err)) < 0 ||
-        (rc = ds_kconf_set(c, "enable.auto.commit", "false", err)) < 0 ||
-        (rc = ds_kconf_set(c, "isolation.level", "read_uncommitted", err)) <
-            0 ||
-        (rc = ds_kconf_set(c, "log_level", "3", err)) < 0 ||
-        (rc = ds_kconf_apply(o->kc, c, err)) < 0) {
+    /* These handles never subscribe, so they never join the group: they
+     * only read its committed offsets and describe it. */
+    if (ds_kconf_set(c, "group.id", group, err) < 0 ||
+        ds_kconf_set(c, "enable.auto.commit", "false", err) < 0 ||
+        ds_kconf_set(c, "isolation.level", isolation, err) < 0 ||
+        ds_kconf_set(c, "log_level", "3", err) < 0 ||
+        ds_kconf_apply(o->kc, c, err) < 0) {
         rd_kafka_conf_destroy(c);
-        return rc;
+        return NULL;
     }
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, sizeof(errstr));
     if (rk == NULL) {
         rd_kafka_conf_destroy(c);
-        return ds_err_set(err, -EINVAL, "kafka", "create client: %s", errstr);
+        ds_err_set(err, -EINVAL, "kafka", "create client: %s", errstr);
     }
+    return rk;
+}
+
+/* Members and assignment from DescribeConsumerGroups. The embedded broker
+ * does not implement it: then r->members stays -1 and a note says so. */
+/* The embedded broker (librdkafka's mock cluster, whose cluster id starts
+ * with "mockCluster") does not implement DescribeConsumerGroups, and
+ * librdkafka 2.0.2 trips an internal assertion when asked anyway. */
+static int embedded_broker(rd_kafka_t *rk, int timeout_ms)
+{
+    char *id = rd_kafka_clusterid(rk, timeout_ms);
+    int mock = id != NULL && strncmp(id, "mockCluster", 11) == 0;
+    rd_kafka_mem_free(rk, id);
+    return mock;
+}
+
+static void describe(const ds_lag_opts *o, ds_lag_report *r)
+{
+    const char *groups[] = {r->group};
+    char errs[512];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    ds_err err;
+    rd_kafka_t *rk = NULL;
+    /* A producer handle of its own: a consumer handle with an admin
+     * request in flight can hang in close (librdkafka 2.0.2). */
+    if (ds_kconf_set(c, "log_level", "3", &err) < 0 ||
+        ds_kconf_apply(o->kc, c, &err) < 0 ||
+        (rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errs, sizeof(errs))) == NULL) {
+        rd_kafka_conf_destroy(c);
+        snprintf(r->note, sizeof(r->note), "members unknown: %.200s", err.msg);
+        return;
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *ao =
+        rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS);
+    char errstr[256];
+    rd_kafka_AdminOptions_set_request_timeout(ao, o->timeout_ms, errstr,
+                                              sizeof(errstr));
+    rd_kafka_DescribeConsumerGroups(rk, groups, 1, ao, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, o->timeout_ms + 1000);
+    const char *why = "no answer";
+    if (ev != NULL && rd_kafka_event_error(ev) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        why = rd_kafka_event_error_string(ev);
+    const rd_kafka_DescribeConsumerGroups_result_t *res =
+        ev ? rd_kafka_event_DescribeConsumerGroups_result(ev) : NULL;
+    size_t n = 0;
+    const rd_kafka_ConsumerGroupDescription_t **d =
+        res ? rd_kafka_DescribeConsumerGroups_result_groups(res, &n) : NULL;
+    if (n == 1 && rd_kafka_ConsumerGroupDescription_error(d[0]) == NULL) {
+        snprintf(r->state, sizeof(r->state), "%s",
+                 rd_kafka_consumer_group_state_name(
+                     rd_kafka_ConsumerGroupDescription_state(d[0])));
+        size_t members = rd_kafka_ConsumerGroupDescription_member_count(d[0]);
+        r->members = (int)members;
+        for (size_t i = 0; i < members; i++) {
+            const rd_kafka_MemberDescription_t *m =
+                rd_kafka_ConsumerGroupDescription_member(d[0], i);
+            const rd_kafka_topic_partition_list_t *parts =
+                rd_kafka_MemberAssignment_partitions(
+                    rd_kafka_MemberDescription_assignment(m));
+            for (int j = 0; parts && j < parts->cnt; j++) {
+                if (strcmp(parts->elems[j].topic, DS_TOPIC_UPDATES) != 0)
+                    continue;
+                for (int k = 0; k < r->n; k++) {
+                    ds_lag_row *row = &r->rows[k];
+                    if (row->partition != parts->elems[j].partition)
+                        continue;
+                    snprintf(row->consumer_id, sizeof(row->consumer_id), "%s",
+                             rd_kafka_MemberDescription_consumer_id(m));
+                    snprintf(row->host, sizeof(row->host), "%s",
+                             rd_kafka_MemberDescription_host(m));
+                    snprintf(row->client_id, sizeof(row->client_id), "%s",
+                             rd_kafka_MemberDescription_client_id(m));
+                }
+            }
+        }
+    } else {
+        if (n == 1)
+            why = rd_kafka_error_string(
+                rd_kafka_ConsumerGroupDescription_error(d[0]));
+        snprintf(r->note, sizeof(r->note),
+                 "members and state unknown: DescribeConsumerGroups failed "
+                 "(%s)%s",
+                 why,
+                 strstr(why, "nsupported") || strstr(why, "not supported")
+                     ? "; the embedded broker does not implement it"
+                     : "");
+    }
+    if (ev != NULL)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(ao);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+}
+
+/* TIME-LAG: read the event at each lagging partition's committed offset
+ * (read_committed: the oldest event the site still has to consume) and
+ * take its timestamp. */
+static void time_lag(const ds_lag_opts *o, ds_lag_report *r, ds_err *err)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    int want = 0;
+    for (int i = 0; i < r->n; i++) {
+        ds_lag_row *row = &r->rows[i];
+        row->time_lag_ms = row->lag > 0 ? -1 : 0;
+        if (row->lag > 0 && row->committed >= 0) {
+            rd_kafka_topic_partition_list_add(l, DS_TOPIC_UPDATES,
+                                              row->partition)
+                ->offset = row->committed;
+            want++;
+        }
+    }
+    if (want == 0) {
+        rd_kafka_topic_partition_list_destroy(l);
+        return;
+    }
+    char group[300];
+    snprintf(group, sizeof(group), "%s.lag-reader", r->group);
+    rd_kafka_t *rk = client(o, group, "read_committed", err);
+    if (rk == NULL) {
+        rd_kafka_topic_partition_list_destroy(l);
+        return;
+    }
+    rd_kafka_assign(rk, l);
+    uint64_t now = ds_now_ms(), deadline = ds_mono_ms() + 3000;
+    while (want > 0 && ds_mono_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (m == NULL)
+            continue;
+        for (int i = 0; m->err == RD_KAFKA_RESP_ERR_NO_ERROR && i < r->n; i++) {
+            ds_lag_row *row = &r->rows[i];
+            if (row->partition != m->partition || row->time_lag_ms != -1)
+                continue;
+            int64_t ts = rd_kafka_message_timestamp(m, NULL);
+            row->time_lag_ms = ts > 0 && (uint64_t)ts < now
+                                   ? (int64_t)(now - (uint64_t)ts)
+                                   : 0;
+            want--;
+            /* Stop fetching it: one event per partition is enough. */
+            rd_kafka_topic_partition_list_t *p =
+                rd_kafka_topic_partition_list_new(1);
+            rd_kafka_topic_partition_list_add(p, DS_TOPIC_UPDATES,
+                                              m->partition);
+            rd_kafka_pause_partitions(rk, p);
+            rd_kafka_topic_partition_list_destroy(p);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+}
+
+int ds_lag_collect(const ds_lag_opts *o, ds_lag_report *r, ds_err *err)
+{
+    memset(r, 0, sizeof(*r));
+    snprintf(r->group, sizeof(r->group), "despool.%s", o->site);
+    snprintf(r->state, sizeof(r->state), "-");
+    r->members = -1;
+    /* read_uncommitted: watermark queries then return the high watermark
+     * (Kafka's LOG-END-OFFSET), not the last stable offset. */
+    rd_kafka_t *rk = client(o, r->group, "read_uncommitted", err);
+    if (rk == NULL)
+        return -EINVAL;
+    int rc = 0;
     rd_kafka_topic_partition_list_t *l = NULL;
     const rd_kafka_metadata_t *md = NULL;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, DS_TOPIC_UPDATES, NULL);
@@ -46,64 +220,128 @@ int ds_lag_run(const ds_lag_opts *o, long long *total_lag, ds_err *err)
                        rd_kafka_err2str(md->topic_cnt ? md->topics[0].err : e));
         goto out;
     }
-    l = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
-    for (int i = 0; i < md->topics[0].partition_cnt; i++)
+    int np = md->topics[0].partition_cnt;
+    l = rd_kafka_topic_partition_list_new(np);
+    for (int i = 0; i < np; i++)
         rd_kafka_topic_partition_list_add(l, DS_TOPIC_UPDATES,
                                           md->topics[0].partitions[i].id);
     rd_kafka_topic_partition_list_sort(l, NULL, NULL);
     e = rd_kafka_committed(rk, l, o->timeout_ms);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         rc = ds_err_set(err, -EIO, "kafka", "read committed offsets of %s: %s",
-                        group, rd_kafka_err2str(e));
+                        r->group, rd_kafka_err2str(e));
         goto out;
     }
-    long long total = 0;
-    if (o->json)
-        printf("{\"group\":\"%s\",\"topic\":\"%s\",\"partitions\":[", group,
-               DS_TOPIC_UPDATES);
-    else
-        printf("\n%-24s %-12s %9s %14s %14s %8s\n", "GROUP", "TOPIC",
-               "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG");
-    for (int i = 0; i < l->cnt; i++) {
-        int64_t lo = 0, hi = 0;
+    r->rows = calloc((size_t)np, sizeof(*r->rows));
+    if (r->rows == NULL) {
+        rc = ds_err_set(err, -ENOMEM, "internal", "out of memory");
+        goto out;
+    }
+    r->n = np;
+    for (int i = 0; i < np; i++) {
+        ds_lag_row *row = &r->rows[i];
+        row->partition = l->elems[i].partition;
+        row->committed = l->elems[i].offset >= 0 ? l->elems[i].offset : -1;
         e = rd_kafka_query_watermark_offsets(rk, DS_TOPIC_UPDATES,
-                                             l->elems[i].partition, &lo, &hi,
-                                             o->timeout_ms);
+                                             row->partition, &row->low,
+                                             &row->high, o->timeout_ms);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             rc = ds_err_set(err, -EIO, "kafka",
                             "read watermarks of %s [%d]: %s", DS_TOPIC_UPDATES,
-                            (int)l->elems[i].partition, rd_kafka_err2str(e));
+                            (int)row->partition, rd_kafka_err2str(e));
             goto out;
         }
-        int64_t cur = l->elems[i].offset;
-        /* No commit yet: the group would start from the earliest offset. */
-        long long lag = cur >= 0 ? (long long)(hi - cur) : (long long)(hi - lo);
-        total += lag;
-        char curs[24];
-        if (cur >= 0)
-            snprintf(curs, sizeof(curs), "%lld", (long long)cur);
-        else
-            snprintf(curs, sizeof(curs), "-");
-        if (o->json)
-            printf("%s{\"partition\":%d,\"current_offset\":%s,"
-                   "\"log_end_offset\":%lld,\"lag\":%lld}",
-                   i ? "," : "", (int)l->elems[i].partition,
-                   cur >= 0 ? curs : "null", (long long)hi, lag);
-        else
-            printf("%-24s %-12s %9d %14s %14lld %8lld\n", group,
-                   DS_TOPIC_UPDATES, (int)l->elems[i].partition, curs,
-                   (long long)hi, lag);
+        /* No committed offset: Kafka's tool shows "-"; so do we. */
+        row->lag = row->committed >= 0 ? row->high - row->committed : -1;
+        if (row->lag > 0)
+            r->total_lag += row->lag;
+        snprintf(row->consumer_id, sizeof(row->consumer_id), "-");
+        snprintf(row->host, sizeof(row->host), "-");
+        snprintf(row->client_id, sizeof(row->client_id), "-");
     }
-    if (o->json)
-        printf("],\"total_lag\":%lld}\n", total);
+    if (embedded_broker(rk, o->timeout_ms))
+        snprintf(r->note, sizeof(r->note),
+                 "members and state unknown: the embedded broker does not "
+                 "implement DescribeConsumerGroups");
     else
-        printf("\nTOTAL-LAG %lld\n", total);
-    *total_lag = total;
+        describe(o, r);
+    time_lag(o, r, err);
+    for (int i = 0; i < r->n; i++)
+        if (r->rows[i].time_lag_ms > r->max_time_lag_ms)
+            r->max_time_lag_ms = r->rows[i].time_lag_ms;
 out:
     if (l != NULL)
         rd_kafka_topic_partition_list_destroy(l);
     if (md != NULL)
         rd_kafka_metadata_destroy(md);
-    rd_kafka_destroy(rk);
+    /* Never joined the group: nothing to close, and 2.0.2's close can
+     * hang on a handle that never subscribed. */
+    rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     return rc;
+}
+
+void ds_lag_free(ds_lag_report *r)
+{
+    free(r->rows);
+    r->rows = NULL;
+    r->n = 0;
+}
+
+static const char *num(char *buf, size_t n, long long v)
+{
+    if (v < 0)
+        snprintf(buf, n, "-");
+    else
+        snprintf(buf, n, "%lld", v);
+    return buf;
+}
+
+void ds_lag_print(const ds_lag_report *r, int json)
+{
+    char a[24], b[24], c[24]; /* one per %s of a printf: never shared */
+    if (json) {
+        printf("{\"group\":\"%s\",\"topic\":\"%s\",\"state\":\"%s\","
+               "\"members\":%d,\"total_lag\":%lld,\"max_time_lag_ms\":%lld,",
+               r->group, DS_TOPIC_UPDATES, r->state, r->members, r->total_lag,
+               (long long)r->max_time_lag_ms);
+        printf("\"note\":\"%s\",\"partitions\":[", r->note);
+        for (int i = 0; i < r->n; i++) {
+            const ds_lag_row *w = &r->rows[i];
+            printf("%s{\"partition\":%d,\"current_offset\":%s,"
+                   "\"log_end_offset\":%lld,\"lag\":%s,\"consumer_id\":\"%s\","
+                   "\"host\":\"%s\",\"client_id\":\"%s\",\"time_lag_ms\":%s}",
+                   i ? "," : "", (int)w->partition,
+                   w->committed >= 0 ? num(a, sizeof(a), w->committed) : "null",
+                   (long long)w->high,
+                   w->lag >= 0 ? num(b, sizeof(b), w->lag) : "null",
+                   w->consumer_id, w->host, w->client_id,
+                   w->time_lag_ms >= 0 ? num(c, sizeof(c), w->time_lag_ms)
+                                       : "null");
+        }
+        printf("]}\n");
+        return;
+    }
+    printf("\n%-24s %-12s %9s %14s %14s %8s %-20s %-16s %-20s %9s\n", "GROUP",
+           "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG",
+           "CONSUMER-ID", "HOST", "CLIENT-ID", "TIME-LAG");
+    for (int i = 0; i < r->n; i++) {
+        const ds_lag_row *w = &r->rows[i];
+        char tl[24];
+        if (w->time_lag_ms < 0)
+            snprintf(tl, sizeof(tl), "-");
+        else
+            snprintf(tl, sizeof(tl), "%.1fs", (double)w->time_lag_ms / 1000);
+        printf("%-24s %-12s %9d %14s %14lld %8s %-20s %-16s %-20s %9s\n",
+               r->group, DS_TOPIC_UPDATES, (int)w->partition,
+               num(a, sizeof(a), w->committed), (long long)w->high,
+               num(b, sizeof(b), w->lag), w->consumer_id, w->host, w->client_id,
+               tl);
+    }
+    printf("\nGROUP %s STATE %s MEMBERS %s TOTAL-LAG %lld MAX-TIME-LAG "
+           "%.1fs\n",
+           r->group, r->state,
+           r->members >= 0 ? num(a, sizeof(a), r->members) : "-", r->total_lag,
+           (double)r->max_time_lag_ms / 1000);
+    if (r->note[0] != '\0')
+        printf("note: %s\n", r->note);
 }

@@ -1,11 +1,15 @@
 /*
- * lag.h - `despooler lag`: committed offset, log-end offset (the high
- * watermark, as kafka-consumer-groups.sh shows it) and lag per partition of
- * pkg.updates for the group despool.<site>. Read from committed offsets,
- * so a site with no running worker is still reported.
+ * lag.h - `despooler lag`: per partition of pkg.updates for the group
+ * despool.<site>, the columns of Kafka's kafka-consumer-groups.sh
+ * --describe (committed offset, log-end offset = high watermark, lag,
+ * consumer id, host, client id) plus TIME-LAG, and a group line (state,
+ * members, total lag). Read from committed offsets, so a site with no
+ * running worker is still reported.
  */
 #ifndef DS_LAG_H
 #define DS_LAG_H
+
+#include <stdint.h>
 
 #include "err.h"
 #include "kconf.h"
@@ -13,11 +17,36 @@
 typedef struct ds_lag_opts {
     const ds_kconf *kc;
     const char *site;
-    int json;
     int timeout_ms;
 } ds_lag_opts;
 
-/* Print the table (or JSON) to stdout; *total_lag gets the sum. */
-int ds_lag_run(const ds_lag_opts *o, long long *total_lag, ds_err *err);
+typedef struct ds_lag_row {
+    int32_t partition;
+    int64_t committed; /* -1: nothing committed */
+    int64_t low, high; /* watermarks; high = LOG-END-OFFSET */
+    long long lag;     /* -1 when nothing committed (Kafka shows -) */
+    char consumer_id[256], host[128], client_id[256];
+    int64_t time_lag_ms; /* age of the oldest unconsumed event, -1 ? */
+} ds_lag_row;
+
+typedef struct ds_lag_report {
+    char group[160];
+    char state[32]; /* Stable, Empty, ... or "-" when unknown */
+    int members;    /* -1 when unknown */
+    char note[256]; /* why something is unknown, or "" */
+    ds_lag_row *rows;
+    int n;
+    long long total_lag;
+    int64_t max_time_lag_ms;
+} ds_lag_report;
+
+/* Gather the report (the caller frees it with ds_lag_free). Fails only
+ * when the broker cannot answer the basic questions; what it cannot tell
+ * (members on the embedded broker) is left unknown with a note. */
+int ds_lag_collect(const ds_lag_opts *o, ds_lag_report *r, ds_err *err);
+void ds_lag_free(ds_lag_report *r);
+
+/* The table (Kafka's columns + TIME-LAG) or one JSON object. */
+void ds_lag_print(const ds_lag_report *r, int json);
 
 #endif

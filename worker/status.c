@@ -129,7 +129,9 @@ out:
         rd_kafka_topic_partition_list_destroy(l);
     if (md != NULL)
         rd_kafka_metadata_destroy(md);
-    rd_kafka_destroy(rk);
+    /* Assign-only: never joined a group, nothing to close (and 2.0.2's
+     * consumer close can hang on such a handle). */
+    rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     return rc;
 }
 

@@ -121,7 +121,7 @@ static int dump(const ds_kconf *kc, const char *topic)
         rd_kafka_message_destroy(m);
     }
     rd_kafka_topic_partition_list_destroy(l);
-    rd_kafka_destroy(rk);
+    rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     return eof < n ? 1 : 0;
 }
 
