@@ -369,3 +369,33 @@ wait_versions() {
   done
   fail "after ${secs}s, packages behind (have/want):$behind"
 }
+
+# lag_total_bounded SITE: like lag_total, but a `despooler lag` that does
+# not answer within 30 s fails the test (instead of hanging it), and a
+# partition without a committed offset counts its whole log-end offset
+# (total_lag leaves such partitions out, as Kafka's tool shows "-").
+lag_total_bounded() {
+  local out rc=0
+  out=$(timeout 30 "$DESPOOLER" lag -b "$B" --site "$1" --json) || rc=$?
+  if [ $rc = 124 ]; then # in $(...): say it on stderr, the caller exits
+    log "FAIL: despooler lag --site $1 hung (no answer within 30 s)" >&2
+    exit 1
+  fi
+  python3 -c '
+import json, sys
+j = json.loads(sys.argv[1])
+print(sum(max(p["lag"], 0) if p["current_offset"] is not None
+          else p["log_end_offset"] for p in j["partitions"]))' "$out"
+}
+
+# wait_lag0_bounded SITE [SECONDS]: wait_lag0 built on lag_total_bounded.
+wait_lag0_bounded() {
+  local s=$1 secs=${2:-30} l= end=$((SECONDS + ${2:-30}))
+  while :; do
+    l=$(lag_total_bounded "$s") || fail "despooler lag --site $s failed"
+    [ "$l" = 0 ] && return 0
+    [ $SECONDS -ge $end ] && break
+    sleep 0.2
+  done
+  fail "lag of site $s is $l, expected 0 after ${secs}s"
+}

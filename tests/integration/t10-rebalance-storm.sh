@@ -144,7 +144,7 @@ for i in 1 2 3; do [ "${RUNNING[$i]}" = 1 ] || slot_start $i; done
 want=(); for P in "${PKGS[@]}"; do want+=("$P=$NV"); done
 wait_versions "$L" 120 "${want[@]}"
 for P in "${PKGS[@]}"; do assert_same_tree "$T/src/$P/$NV" "$L/$P/current/"; done
-wait_lag0 "$S" 60
+wait_lag0_bounded "$S" 60
 sleep 0.3
 assert_sampler_clean smp
 assert_finalized_at_most_once "$T"/w[123].log

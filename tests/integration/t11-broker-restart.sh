@@ -67,7 +67,7 @@ wait_log w1 "msg=kafka-error " 30
 log "outage logged: $(grep -m1 'msg=kafka-error ' "$T/w1.log" | cut -c1-200)"
 wait_current "$L" "$P" 1 120
 assert_same_tree "$T/src/$P/1" "$L/$P/current/"
-wait_lag0 "$S" 90
+wait_lag0_bounded "$S" 90
 sleep 1
 n=$(grep -c "msg=finalized .*package=$P " "$T/w1.log" || true)
 [ "$n" = 1 ] || fail "update finalized $n times, expected exactly once"

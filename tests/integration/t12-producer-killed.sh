@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # pkgpub killed (kill -9) in the middle of its transaction (Apache Kafka
 # only: the embedded broker shows aborted transactions). A ~30 MiB update
-# in 64 KiB chunks is sent with a throttled producer (one event in flight:
-# -X queue.buffering.max.messages=1); once some chunks are in the log it is
-# killed. A worker running all along must never see them (read_committed:
+# in 64 KiB chunks is sent with a throttled producer (one event at a time,
+# each lingering 50 ms: -X queue.buffering.max.messages=1 -X linger.ms=50,
+# ~30 s for all 481 chunks); once some chunks are in the log it is killed. A worker running all along must never see them (read_committed:
 # no update-started); the partition's commit point stays before the open
 # transaction. Re-publishing the same version (same transactional id, so
 # the zombie transaction is fenced and aborted) installs it normally, only
@@ -25,10 +25,10 @@ start_sampler smp "$L" "$T/src" "$P" "$Q"
 # Warm-up: the site is consuming and caught up before the zombie starts.
 publish "$Q" 1 "$T/src/$Q/1" >/dev/null
 wait_current "$L" "$Q" 1 60
-wait_lag0 "$S" 60
+wait_lag0_bounded "$S" 60
 
 "$PKGPUB" -b "$B" -p "$P" -V 1 --chunk-size 65536 --no-progress \
-  -X queue.buffering.max.messages=1 "$T/src/$P/1" \
+  -X queue.buffering.max.messages=1 -X linger.ms=50 "$T/src/$P/1" \
   >"$T/zombie.out" 2>"$T/zombie.err" &
 ZPID=$!; PIDS+=($ZPID)
 # Chunks in the log show as lag (the high watermark counts an open
@@ -36,13 +36,13 @@ ZPID=$!; PIDS+=($ZPID)
 lag=0
 for _ in $(seq 60); do
   kill -0 $ZPID 2>/dev/null || fail "pkgpub ended before it could be killed: $(cat "$T/zombie.out" "$T/zombie.err")"
-  lag=$(lag_total "$S")
+  lag=$(lag_total_bounded "$S")
   [ "$lag" -ge 20 ] && break
   sleep 0.2
 done
 [ "$lag" -ge 20 ] || fail "no chunks of the zombie update in the log after 60 polls (lag $lag)"
 kill -STOP $ZPID
-lag=$(lag_total "$S")
+lag=$(lag_total_bounded "$S")
 kill -KILL $ZPID
 rc=0; { wait $ZPID; } 2>/dev/null || rc=$?
 forget_pid $ZPID
@@ -57,7 +57,7 @@ log "pkgpub killed mid-transaction with $lag chunk(s) in the log (of >= $MIN_CHU
 sleep 4
 grep -q "msg=update-started .*package=$P " "$T/w1.log" &&
   fail "worker started the killed, uncommitted update: $(grep -m1 "msg=update-started .*package=$P " "$T/w1.log")"
-lag2=$(lag_total "$S")
+lag2=$(lag_total_bounded "$S")
 [ "$lag2" -ge "$lag" ] || fail "lag fell from $lag to $lag2: offsets committed past an open transaction"
 kill -0 "$(wpid w1)" || fail "worker died"
 
@@ -68,7 +68,7 @@ U2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["update_id"
 C2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chunks"])' "$T/pub.json")
 wait_current "$L" "$P" 1 120
 assert_same_tree "$T/src/$P/1" "$L/$P/current/"
-wait_lag0 "$S" 60
+wait_lag0_bounded "$S" 60
 started=$(grep "msg=update-started .*package=$P " "$T/w1.log" | grep -oE 'update_id=[0-9a-f]+' | sort -u)
 [ "$started" = "update_id=$U2" ] ||
   fail "worker started update(s) [$(echo $started)], expected only the re-published $U2"

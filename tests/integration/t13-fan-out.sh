@@ -45,7 +45,7 @@ for s in a b c shared; do
   wait_versions "$T/lib-$s" 120 "${want[@]}"
   for P in "${PKGS[@]}"; do assert_same_tree "$T/src/$P/$NV" "$T/lib-$s/$P/current/"; done
 done
-for k in 0 1 2 3 4; do wait_lag0 "${SITES[$k]}" 60; done
+for k in 0 1 2 3 4; do wait_lag0_bounded "${SITES[$k]}" 60; done
 sleep 0.3
 for s in a b c shared; do assert_sampler_clean "smp-$s"; done
 

@@ -129,7 +129,7 @@ $(cat "$T"/w[123].log | grep -oE 'staging_removed=[0-9]+' | awk -F= '{ s += $2 }
 for s in "${want[@]}"; do
   assert_same_tree "$T/src/${s%=*}/${s##*=}" "$L/${s%=*}/current/"
 done
-wait_lag0 "$S" 120
+wait_lag0_bounded "$S" 120
 assert_finalized_at_most_once "$T"/w[123].log
 bad=$(cat "$T"/w[123].log | grep -E 'msg=(rejected|dead-lettered|local-error) ' | head -3 || true)
 [ -z "$bad" ] || fail "unexpected: $bad"
