@@ -251,10 +251,13 @@ int ds_lag_collect(const ds_lag_opts *o, ds_lag_report *r, ds_err *err)
                             (int)row->partition, rd_kafka_err2str(e));
             goto out;
         }
-        /* No committed offset: Kafka's tool shows "-"; so do we. */
+        /* No committed offset: Kafka's tool shows "-", so does the row;
+         * but the group starts such a partition at its earliest offset
+         * (auto.offset.reset=earliest), so every event in it is still to
+         * be consumed, and the total counts them: a site that never
+         * committed must not look caught up. */
         row->lag = row->committed >= 0 ? row->high - row->committed : -1;
-        if (row->lag > 0)
-            r->total_lag += row->lag;
+        r->total_lag += row->lag >= 0 ? row->lag : row->high - row->low;
         snprintf(row->consumer_id, sizeof(row->consumer_id), "-");
         snprintf(row->host, sizeof(row->host), "-");
         snprintf(row->client_id, sizeof(row->client_id), "-");

@@ -36,7 +36,7 @@ typedef struct ds_lag_report {
     char note[256]; /* why something is unknown, or "" */
     ds_lag_row *rows;
     int n;
-    long long total_lag;
+    long long total_lag; /* uncommitted partitions: high - low */
     int64_t max_time_lag_ms;
 } ds_lag_report;
 
