@@ -76,6 +76,10 @@ static void usage_run(FILE *out)
         "                            default 0 = no cap)\n"
         "  --max-entries N           refuse archives with more entries\n"
         "  --max-window-log N        zstd window limit (default 27)\n"
+        "Monitoring:\n"
+        "  --metrics HOST:PORT       serve Prometheus /metrics and /healthz\n"
+        "                            (:PORT = every interface; port 0 = any\n"
+        "                            free port, logged as metrics-listening)\n"
         "  -h, --help                this text\n"
         "\n"
         "SIGTERM/SIGINT: finish or abandon in-flight work, commit, leave the\n"
@@ -205,6 +209,7 @@ enum {
     OPT_MAX_SIZE,
     OPT_MAX_ENTRIES,
     OPT_WINDOW,
+    OPT_METRICS,
     OPT_JSON,
     OPT_MAX_BEHIND,
     OPT_WARN_LAG,
@@ -223,6 +228,7 @@ static int cmd_run(int argc, char **argv)
         {"max-update-size", required_argument, NULL, OPT_MAX_SIZE},
         {"max-entries", required_argument, NULL, OPT_MAX_ENTRIES},
         {"max-window-log", required_argument, NULL, OPT_WINDOW},
+        {"metrics", required_argument, NULL, OPT_METRICS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -272,6 +278,9 @@ static int cmd_run(int argc, char **argv)
             if (ds_parse_u64(optarg, &v) < 0 || v < 10 || v > 31)
                 rc = fail("run", "--max-window-log: expected 10..31");
             o.max_window_log = (unsigned)v;
+            break;
+        case OPT_METRICS:
+            o.metrics_addr = optarg;
             break;
         case 'h':
             usage_run(stdout);

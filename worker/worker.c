@@ -25,16 +25,20 @@
 #include "worker.h"
 
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "codec.h"
 #include "dlq.h"
 #include "library.h"
 #include "log.h"
+#include "metrics.h"
+#include "metricsd.h"
 #include "offsets.h"
 #include "progress.h"
 #include "update.h"
@@ -43,6 +47,8 @@
 #define POSITION_COMMIT_INTERVAL_MS 1000
 #define REWIND_BACKOFF_MIN_MS       1000
 #define REWIND_BACKOFF_MAX_MS       60000
+#define GAUGE_INTERVAL_MS           1000
+#define HEALTH_TIMEOUT_MS           2000
 
 /* What happens to later chunks of an update that is no longer active. */
 typedef enum fate {
@@ -70,8 +76,10 @@ typedef struct flight {
 typedef struct part {
     ds_offsets *trk;
     bool assigned;
-    unsigned gen;          /* bumped at each assignment */
-    int64_t committed;     /* last offset we committed, -1 none */
+    unsigned gen;         /* bumped at each assignment */
+    int64_t committed;    /* last offset we committed, -1 none */
+    int64_t group_offset; /* the group's, asked once for metrics; -1 */
+    bool group_asked;
     uint64_t resume_at_ms; /* paused after a local error until then */
     uint64_t backoff_ms;
 } part;
@@ -102,6 +110,10 @@ typedef struct worker {
     bool dirty;
     bool fatal;
     counters n;
+    ds_metrics *met;     /* NULL without --metrics */
+    ds_metricsd *httpd;  /* serves met on its own thread */
+    atomic_int assigned; /* partitions; -1 before the first assignment */
+    uint64_t last_gauge_ms;
 } worker;
 
 static void handle_completions(worker *w);
@@ -120,6 +132,7 @@ static part *part_get(worker *w, int32_t p)
         for (int32_t i = w->nparts; i < n; i++) {
             memset(&np[i], 0, sizeof(np[i]));
             np[i].committed = -1;
+            np[i].group_offset = -1;
             np[i].trk = ds_offsets_new();
             if (np[i].trk == NULL)
                 return NULL;
@@ -140,6 +153,117 @@ static void mark_done(worker *w, int32_t partition, unsigned gen, int64_t off)
         ds_warn("offset-bookkeeping", "partition=%d offset=%lld error=\"%s\"",
                 (int)partition, (long long)off, err.msg);
     w->dirty = true;
+}
+
+/* ---- metrics (--metrics) ------------------------------------------- */
+
+static void count_finalized(worker *w, const ds_event *h, double fin_secs,
+                            double upd_secs)
+{
+    ds_metrics_add(w->met, DS_C_FINALIZED, 1);
+    ds_metrics_add(w->met, DS_C_EXTRACTED_BYTES, h->size);
+    ds_metrics_observe(w->met, DS_H_FINALIZE, fin_secs);
+    ds_metrics_observe(w->met, DS_H_UPDATE, upd_secs);
+}
+
+/* Every label value the worker can produce starts at 0, so that rate()
+ * and alerts see a series before its first event. */
+static void seed_labels(ds_metrics *m)
+{
+    static const char *const discarded[] = {"stale", "duplicate", "superseded"};
+    static const char *const dead[] = {
+        "bad-schema",   "sha256-mismatch", "size-mismatch",
+        "corrupt-zstd", "corrupt-tar",     "unsafe-path",
+        "too-large",    "bad-signature",   "incomplete"};
+    static const char *const errors[] = {"kafka", "local", "commit",
+                                         "dead-letter"};
+    for (size_t i = 0; i < sizeof(discarded) / sizeof(*discarded); i++)
+        ds_metrics_add_label(m, DS_L_DISCARDED, discarded[i], 0);
+    for (size_t i = 0; i < sizeof(dead) / sizeof(*dead); i++)
+        ds_metrics_add_label(m, DS_L_DEAD, dead[i], 0);
+    for (size_t i = 0; i < sizeof(errors) / sizeof(*errors); i++)
+        ds_metrics_add_label(m, DS_L_ERRORS, errors[i], 0);
+}
+
+/* Gauges sampled now and then on the consumer thread: updates in flight,
+ * and each assigned partition's lag: the high watermark librdkafka last
+ * saw in a fetch response (the figure its statistics report as hi_offset;
+ * no request is sent) minus the group's committed offset: this worker's
+ * last commit, or until it made one, the group's as the coordinator
+ * reports it (asked once per assignment; a partition the group never
+ * committed counts from its log start, as auto.offset.reset=earliest
+ * will read it). */
+static void update_gauges(worker *w)
+{
+    if (w->met == NULL)
+        return;
+    unsigned in_flight = 0;
+    for (flight *f = w->flights; f != NULL; f = f->next)
+        in_flight += f->u != NULL;
+    ds_metrics_set(w->met, DS_G_IN_FLIGHT, in_flight);
+    rd_kafka_topic_partition_list_t *ask =
+        rd_kafka_topic_partition_list_new(w->nparts > 0 ? w->nparts : 1);
+    for (int32_t i = 0; i < w->nparts; i++)
+        if (w->parts[i].assigned && w->parts[i].committed < 0 &&
+            !w->parts[i].group_asked)
+            rd_kafka_topic_partition_list_add(ask, DS_TOPIC_UPDATES, i);
+    if (ask->cnt > 0 &&
+        rd_kafka_committed(w->consumer, ask, HEALTH_TIMEOUT_MS) ==
+            RD_KAFKA_RESP_ERR_NO_ERROR)
+        for (int i = 0; i < ask->cnt; i++) {
+            part *p = &w->parts[ask->elems[i].partition];
+            p->group_asked = true;
+            p->group_offset = ask->elems[i].err ? -1 : ask->elems[i].offset;
+            if (p->group_offset < 0) /* none yet: from the log start */
+                p->group_offset = RD_KAFKA_OFFSET_BEGINNING;
+        }
+    rd_kafka_topic_partition_list_destroy(ask);
+    for (int32_t i = 0; i < w->nparts; i++) {
+        const part *p = &w->parts[i];
+        int64_t lo = -1, hi = -1, lag = -1;
+        if (p->assigned &&
+            rd_kafka_get_watermark_offsets(w->consumer, DS_TOPIC_UPDATES, i,
+                                           &lo,
+                                           &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            hi >= 0) {
+            int64_t from = p->committed >= 0 ? p->committed
+                           : p->group_offset == RD_KAFKA_OFFSET_BEGINNING
+                               ? lo
+                               : p->group_offset;
+            if (from >= 0)
+                lag = hi > from ? hi - from : 0;
+        }
+        ds_metrics_set_lag(w->met, i, lag);
+    }
+}
+
+/* /healthz, on the HTTP thread: healthy when the member holds an
+ * assignment (it may be empty when the group has more members than
+ * partitions) and a broker answers a metadata request now. */
+static int health(void *ctx, char *why, size_t n)
+{
+    worker *w = ctx;
+    int assigned = atomic_load(&w->assigned);
+    if (assigned < 0) {
+        snprintf(why, n,
+                 "site=%s no partition assignment (joining or "
+                 "rebalancing)",
+                 w->o->site);
+        return 0;
+    }
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e =
+        rd_kafka_metadata(w->consumer, 0, NULL, &md, HEALTH_TIMEOUT_MS);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(why, n, "site=%s broker unreachable: metadata request: %s",
+                 w->o->site, rd_kafka_err2str(e));
+        return 0;
+    }
+    int brokers = md->broker_cnt;
+    rd_kafka_metadata_destroy(md);
+    snprintf(why, n, "site=%s partitions=%d brokers=%d", w->o->site, assigned,
+             brokers);
+    return 1;
 }
 
 /* ---- flights ------------------------------------------------------- */
@@ -222,6 +346,7 @@ static void dead_letter(worker *w, const rd_kafka_message_t *m,
     ds_err err;
     if (p == NULL || t == NULL) {
         free(t);
+        ds_metrics_add_label(w->met, DS_L_ERRORS, "dead-letter", 1);
         ds_error("dead-letter-failed",
                  "partition=%d offset=%lld reason=%s error=\"out of memory\"",
                  (int)m->partition, (long long)m->offset, reason);
@@ -246,6 +371,7 @@ static void dead_letter(worker *w, const rd_kafka_message_t *m,
             break;
         if (tries == 50) {
             free(t);
+            ds_metrics_add_label(w->met, DS_L_ERRORS, "dead-letter", 1);
             ds_error("dead-letter-failed",
                      "partition=%d offset=%lld reason=%s error=%s",
                      (int)m->partition, (long long)m->offset, reason,
@@ -255,6 +381,7 @@ static void dead_letter(worker *w, const rd_kafka_message_t *m,
         rd_kafka_poll(w->producer, 100);
     }
     w->n.dead++;
+    ds_metrics_add_label(w->met, DS_L_DEAD, reason, 1);
     ds_warn("dead-lettered",
             "site=%s partition=%d offset=%lld reason=%s detail=%s", w->o->site,
             (int)m->partition, (long long)m->offset, reason,
@@ -271,6 +398,7 @@ static void dead_letter_consumed(worker *w, flight *f, const char *reason,
         ds_err err;
         if (w->refetch == NULL &&
             ds_refetch_new(w->o->kc, &w->refetch, &err) < 0) {
+            ds_metrics_add_label(w->met, DS_L_ERRORS, "dead-letter", 1);
             ds_error("dead-letter-failed",
                      "partition=%d offset=%lld "
                      "error=\"%s\"",
@@ -279,6 +407,7 @@ static void dead_letter_consumed(worker *w, flight *f, const char *reason,
         }
         if (ds_refetch_get(w->refetch, f->partition, f->offsets[i], 10000, &m,
                            &err) < 0) {
+            ds_metrics_add_label(w->met, DS_L_ERRORS, "dead-letter", 1);
             ds_error("dead-letter-failed",
                      "partition=%d offset=%lld "
                      "error=\"%s\"",
@@ -409,6 +538,8 @@ static void complete_one(worker *w, ds_update *u)
     ds_outcome out = ds_update_outcome(u, &err);
     char id[2 * DS_UPDATE_ID_LEN + 1], q[600];
     const ds_event *h = &f->hdr;
+    double fin_secs = ds_update_finalize_seconds(u),
+           upd_secs = ds_update_seconds(u);
     ds_update_free(u);
     f->u = NULL;
 
@@ -418,6 +549,7 @@ static void complete_one(worker *w, ds_update *u)
          * then found current and discarded as a duplicate). */
         if (out == DS_OUT_FINALIZED) {
             w->n.finalized++;
+            count_finalized(w, h, fin_secs, upd_secs);
             ds_info("finalized",
                     "site=%s package=%s version=%" PRIu64
                     " update_id=%s note=\"partition rewound or revoked, "
@@ -436,6 +568,7 @@ static void complete_one(worker *w, ds_update *u)
             mark_done(w, f->partition, f->gen, f->offsets[i]);
         if (out == DS_OUT_FINALIZED) {
             w->n.finalized++;
+            count_finalized(w, h, fin_secs, upd_secs);
             ds_info("finalized",
                     "site=%s package=%s version=%" PRIu64 " update_id=%s "
                     "bytes=%" PRIu64 " zbytes=%" PRIu64 " chunks=%" PRIu32
@@ -447,6 +580,7 @@ static void complete_one(worker *w, ds_update *u)
             supersede(w, h->package, h->version);
         } else {
             w->n.stale++;
+            ds_metrics_add_label(w->met, DS_L_DISCARDED, "stale", 1);
             ds_info("discarded",
                     "site=%s package=%s version=%" PRIu64 " update_id=%s "
                     "reason=stale partition=%d",
@@ -472,6 +606,7 @@ static void complete_one(worker *w, ds_update *u)
         break;
     case DS_OUT_IOERROR:
         w->n.ioerrors++;
+        ds_metrics_add_label(w->met, DS_L_ERRORS, "local", 1);
         ds_error("local-error",
                  "site=%s package=%s version=%" PRIu64 " update_id=%s "
                  "error=%s",
@@ -487,12 +622,14 @@ static void complete_one(worker *w, ds_update *u)
         if (f->revoked || f->shutdown) {
             /* Nothing committed for it: whoever owns the partition next
              * reads the update again from its first chunk. */
+            ds_metrics_add(w->met, DS_C_ABANDONED, 1);
             ds_info("abandoned",
                     "site=%s package=%s version=%" PRIu64 " update_id=%s",
                     w->o->site, h->package, h->version, hexid(id, f));
             flight_unlink(w, f);
         } else if (f->superseded) {
             w->n.stale++;
+            ds_metrics_add_label(w->met, DS_L_DISCARDED, "superseded", 1);
             for (uint32_t i = 0; i < f->noffsets; i++)
                 mark_done(w, f->partition, f->gen, f->offsets[i]);
             ds_info("discarded",
@@ -562,6 +699,8 @@ static void handle_event(worker *w, rd_kafka_message_t *m)
         rd_kafka_message_destroy(m);
         return;
     }
+    ds_metrics_add(w->met, DS_C_EVENTS, 1);
+    ds_metrics_add(w->met, DS_C_RECEIVED_BYTES, m->len);
     ds_event ev;
     if (ds_event_decode(m->payload, m->len, &ev, &err) < 0) {
         dead_letter(w, m, "bad-schema", err.msg);
@@ -633,6 +772,7 @@ static void start_flight(worker *w, rd_kafka_message_t *m, const ds_event *ev,
     }
     uint64_t cur = 0;
     if (ds_library_current(w->lib, ev->package, &cur, &err) < 0) {
+        ds_metrics_add_label(w->met, DS_L_ERRORS, "local", 1);
         ds_error("local-error", "package=%s error=\"%s\"", ev->package,
                  err.msg);
         int32_t partition = m->partition;
@@ -652,6 +792,8 @@ static void start_flight(worker *w, rd_kafka_message_t *m, const ds_event *ev,
         /* Stale or duplicate: not an error, nothing changes. */
         char id[2 * DS_UPDATE_ID_LEN + 1];
         w->n.stale++;
+        ds_metrics_add_label(w->met, DS_L_DISCARDED,
+                             cur == ev->version ? "duplicate" : "stale", 1);
         ds_info("discarded",
                 "site=%s package=%s version=%" PRIu64 " update_id=%s "
                 "reason=%s current=%" PRIu64 " partition=%d offset=%lld",
@@ -672,6 +814,7 @@ static void start_flight(worker *w, rd_kafka_message_t *m, const ds_event *ev,
         .user = f,
     };
     if (ds_update_start(ev, &uo, &f->u, &err) < 0) {
+        ds_metrics_add_label(w->met, DS_L_ERRORS, "local", 1);
         ds_error("local-error", "package=%s error=\"%s\"", ev->package,
                  err.msg);
         flight_unlink(w, f);
@@ -836,7 +979,9 @@ static void commit(worker *w, bool sync,
     }
     if (l->cnt > 0) {
         rd_kafka_resp_err_t e = rd_kafka_commit(w->consumer, l, !sync);
+        ds_metrics_add(w->met, DS_C_COMMITS, 1);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            ds_metrics_add_label(w->met, DS_L_ERRORS, "commit", 1);
             ds_warn("commit-failed", "site=%s error=\"%s\"", w->o->site,
                     rd_kafka_err2str(e));
         } else {
@@ -860,6 +1005,7 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     for (int i = 0; offsets && i < offsets->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &offsets->elems[i];
         if (tp->err != RD_KAFKA_RESP_ERR_NO_ERROR || err) {
+            ds_metrics_add_label(w->met, DS_L_ERRORS, "commit", 1);
             ds_warn("commit-failed",
                     "site=%s partition=%d offset=%lld "
                     "error=\"%s\"",
@@ -925,6 +1071,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     char list[512];
     part_list_str(parts, list, sizeof(list));
     w->n.rebalances++;
+    ds_metrics_add(w->met, DS_C_REBALANCES, 1);
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         for (int i = 0; i < parts->cnt; i++) {
             part *p = part_get(w, parts->elems[i].partition);
@@ -935,6 +1082,8 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             p->assigned = true;
             p->gen++;
             p->committed = -1;
+            p->group_offset = -1;
+            p->group_asked = false;
             p->resume_at_ms = 0;
             p->backoff_ms = 0;
             ds_offsets_reset(p->trk);
@@ -942,11 +1091,17 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         ds_info("assigned", "site=%s partitions=%s", w->o->site,
                 list[0] ? list : "none");
         rd_kafka_assign(rk, parts);
+        atomic_store(&w->assigned, parts->cnt);
+        ds_metrics_set(w->met, DS_G_ASSIGNED, parts->cnt);
     } else {
         ds_info("revoked", "site=%s partitions=%s", w->o->site,
                 list[0] ? list : "none");
         release_partitions(w, parts);
         rd_kafka_assign(rk, NULL);
+        atomic_store(&w->assigned, -1);
+        ds_metrics_set(w->met, DS_G_ASSIGNED, 0);
+        for (int i = 0; i < parts->cnt; i++)
+            ds_metrics_set_lag(w->met, parts->elems[i].partition, -1);
     }
 }
 
@@ -964,6 +1119,7 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
     (void)rk;
     worker *w = opaque;
     char q[600];
+    ds_metrics_add_label(w->met, DS_L_ERRORS, "kafka", 1);
     ds_warn("kafka-error", "site=%s error=%s detail=%s", w->o->site,
             rd_kafka_err2name((rd_kafka_resp_err_t)err),
             ds_log_quote(q, sizeof(q), reason));
@@ -1056,6 +1212,8 @@ static void drain_in_flight(worker *w)
 
 static void cleanup(worker *w)
 {
+    /* First: /healthz uses the consumer handle. */
+    ds_metricsd_stop(w->httpd);
     for (flight *f = w->flights; f != NULL; f = f->next)
         if (f->u != NULL) {
             ds_update_cancel(f->u);
@@ -1081,11 +1239,12 @@ static void cleanup(worker *w)
     free(w->parts);
     ds_library_close(w->lib);
     ds_completions_destroy(&w->comp);
+    ds_metrics_free(w->met);
 }
 
 int ds_worker_run(const ds_worker_opts *o, ds_err *err)
 {
-    worker w = {.o = o};
+    worker w = {.o = o, .assigned = -1};
     ds_completions_init(&w.comp, wake_consumer, &w);
     int rc = ds_library_open(o->library, o->keep_versions, &w.lib, err);
     if (rc < 0)
@@ -1096,6 +1255,17 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
         goto out;
     if ((rc = make_clients(&w, err)) < 0)
         goto out;
+    if (o->metrics_addr != NULL) {
+        char bound[160];
+        if ((rc = ds_metrics_new(o->site, &w.met, err)) < 0 ||
+            (rc = ds_metricsd_start(o->metrics_addr, w.met, health, &w,
+                                    &w.httpd, bound, sizeof(bound), err)) < 0)
+            goto out;
+        ds_metrics_set(w.met, DS_G_START_TIME, (double)time(NULL));
+        seed_labels(w.met);
+        ds_info("metrics-listening", "site=%s addr=%s paths=/metrics,/healthz",
+                o->site, bound);
+    }
     ds_info("started",
             "site=%s group=despool.%s library=%s keep_versions=%u "
             "staging_removed=%u",
@@ -1118,6 +1288,10 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
         rd_kafka_poll(w.producer, 0);
         check_timeouts(&w);
         resume_due(&w);
+        if (ds_mono_ms() - w.last_gauge_ms >= GAUGE_INTERVAL_MS) {
+            update_gauges(&w);
+            w.last_gauge_ms = ds_mono_ms();
+        }
         /* Commit soon after work is done, and now and then anyway: the
          * position steps over a transaction marker only on a poll after
          * the last event, and that alone must reach the group too, or a

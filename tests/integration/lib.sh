@@ -61,7 +61,7 @@ elif [ "$BROKER_KIND" = kafka ]; then
 else
   "$DESPOOLER" dev-broker --partitions "${PARTITIONS:-6}" \
     --bootstrap-file "$T/bootstrap" >"$T/broker.out" 2>"$T/broker.log" &
-  PIDS+=($!)
+  BROKER_PID=$!; PIDS+=($!)
   for _ in $(seq 100); do [ -s "$T/bootstrap" ] && break; sleep 0.05; done
   [ -s "$T/bootstrap" ] || fail "dev-broker did not start"
   B=@$T/bootstrap

@@ -43,13 +43,21 @@ slot_start() {
   start_worker "w$1" "$S" "$L"
   RUNNING[$1]=1; STARTS=$((STARTS + 1))
 }
+# A worker must never exit unless told to.
+assert_alive() { # SLOT PID
+  kill -0 "$2" 2>/dev/null && return 0
+  local rc=0; wait "$2" || rc=$?
+  fail "worker w$1 (pid $2) exited on its own (status $rc); see w$1.log"
+}
 slot_kill9() {
   local pid; pid=$(wpid "w$1")
+  assert_alive "$1" "$pid"
   kill9_worker "w$1"; forget_pid "$pid"
   RUNNING[$1]=0; KILLS=$((KILLS + 1))
 }
 slot_term() {
   local pid; pid=$(wpid "w$1")
+  assert_alive "$1" "$pid"
   kill -TERM "$pid"; STOPPING+=("$pid:$((SECONDS + 30)):w$1")
   RUNNING[$1]=0; TERMS=$((TERMS + 1))
 }
@@ -104,7 +112,7 @@ for k in $(seq $NPUB); do
       done
     done
   ) &
-  PUBS+=($!)
+  PUBS+=($!); PIDS+=($!)   # the exit trap stops them too
 done
 
 # The storm: each action waits until some work was done since the last
@@ -124,7 +132,13 @@ while publishing || [ $actions -lt "$MIN_ACTIONS" ]; do
   reap_stopping
   i=$((RANDOM % 3 + 1))
   if [ "${RUNNING[$i]}" = 1 ]; then
-    if [ $((RANDOM % 2)) = 0 ]; then slot_kill9 $i; else slot_term $i; fi
+    # The first stop is a kill -9, the second a SIGTERM, then at random:
+    # every storm has both, whatever the seed.
+    if [ $KILLS = 0 ] || { [ $TERMS != 0 ] && [ $((RANDOM % 2)) = 0 ]; }; then
+      slot_kill9 $i
+    else
+      slot_term $i
+    fi
   else
     slot_start $i
   fi
@@ -133,11 +147,12 @@ done
 reap_stopping all
 for p in "${PUBS[@]}"; do
   wait "$p" || fail "a publisher failed: $(cat "$T"/pub*.err 2>/dev/null)"
+  forget_pid "$p"
 done
 n=$(cat "$T"/pub*.out | grep -c '"package"' || true)
 [ "$n" = $((NP * NV)) ] || fail "published $n updates, expected $((NP * NV))"
 log "published $n updates; storm: $actions actions, $STARTS starts, $KILLS kill -9, $TERMS SIGTERM"
-[ $KILLS -gt 0 ] && [ $TERMS -gt 0 ] || fail "storm lacked kill -9 or SIGTERM; try another DESPOOL_SEED"
+[ $KILLS -gt 0 ] && [ $TERMS -gt 0 ] || fail "storm lacked kill -9 or SIGTERM ($actions actions)"
 
 # Calm: at least one worker (here: all three) runs; everything converges.
 for i in 1 2 3; do [ "${RUNNING[$i]}" = 1 ] || slot_start $i; done

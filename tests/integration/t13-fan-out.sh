@@ -35,9 +35,12 @@ for i in $(seq $NP); do
         >>"$T/pub$i.out" 2>>"$T/pkgpub.log" || exit 1
     done
   ) &
-  PUBS+=($!)
+  PUBS+=($!); PIDS+=($!)   # the exit trap stops them too
 done
-for p in "${PUBS[@]}"; do wait "$p" || fail "a publisher failed (see pkgpub.log)"; done
+for p in "${PUBS[@]}"; do
+  wait "$p" || fail "a publisher failed (see pkgpub.log)"
+  forget_pid "$p"
+done
 log "published $NP x $NV versions"
 
 want=(); for P in "${PKGS[@]}"; do want+=("$P=$NV"); done

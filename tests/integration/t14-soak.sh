@@ -47,7 +47,7 @@ for k in 1 2; do
   (
     RANDOM=$((SEED + k)); declare -A ver
     mine=(); for i in $(seq $k 2 $NP); do mine+=("$(pkg p$i)"); done
-    while [ ! -e "$T/stop-publishing" ]; do
+    while [ -d "$T" ] && [ ! -e "$T/stop-publishing" ]; do
       P=${mine[$((RANDOM % ${#mine[@]}))]}
       v=$((${ver[$P]:-0} + 1))
       make_trees $((FMIN + RANDOM % FSPREAD)) "$FKB" "$T/src/$P/$v:$((RANDOM * 1000 + v))"
@@ -60,7 +60,7 @@ for k in 1 2; do
       rand_sleep 0 500
     done
   ) &
-  PUBS+=($!)
+  PUBS+=($!); PIDS+=($!)   # the exit trap stops them too
 done
 
 start_sampler smp "$L" "$T/src" "${PKGS[@]}"
@@ -94,6 +94,7 @@ for p in "${PUBS[@]}"; do
   for _ in $(seq 600); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
   kill -0 "$p" 2>/dev/null && fail "a publisher loop did not stop within 60 s"
   wait "$p" || fail "a publisher loop failed"
+  forget_pid "$p"
 done
 [ -e "$T/pub-failures" ] && fail "publish failures: $(head -3 "$T/pub-failures")"
 UPDATES=$(cat "$T"/published* | wc -l)
