@@ -9,12 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "codec.h"
 #include "devbroker.h"
 #include "fsutil.h"
 #include "kconf.h"
 #include "lag.h"
+#include "progress.h"
 #include "status.h"
 #include "worker.h"
 
@@ -89,24 +92,41 @@ static void usage_run(FILE *out)
 
 static void usage_lag(FILE *out)
 {
-    fputs("Usage: despooler lag -b BOOTSTRAP --site SITE [OPTIONS]\n"
-          "\n"
-          "Lag of consumer group despool.SITE on pkg.updates, per partition,\n"
-          "with the columns of kafka-consumer-groups.sh --describe plus\n"
-          "TIME-LAG (age of the oldest unconsumed event), from committed\n"
-          "offsets: a site with no running worker is reported too.\n"
-          "\n"
-          "  -b, --bootstrap LIST      brokers host:port[,..], or @FILE\n"
-          "  -X KEY=VALUE, -F FILE     librdkafka settings\n"
-          "  -s, --site SITE           site (consumer group despool.SITE)\n"
-          "      --json                one JSON object instead of a table\n"
-          "      --warn-lag N          exit 1 when total lag >= N events\n"
-          "      --crit-lag N          exit 2 when total lag >= N events\n"
-          "      --max-time-lag SEC    exit 2 when an event waits > SEC\n"
-          "  -h, --help                this text\n"
-          "\n"
-          "Exit: 0 OK, 1 warning, 2 critical, 3 broker unreachable.\n",
-          out);
+    fputs(
+        "Usage: despooler lag -b BOOTSTRAP (--site SITE... | --all-sites) "
+        "[OPTIONS]\n"
+        "\n"
+        "Lag of consumer group despool.SITE on pkg.updates, per partition,\n"
+        "with the columns of kafka-consumer-groups.sh --describe plus\n"
+        "TIME-LAG (age of the oldest unconsumed event), from committed\n"
+        "offsets: a site with no running worker is reported too.\n"
+        "\n"
+        "  -b, --bootstrap LIST      brokers host:port[,..], or @FILE\n"
+        "  -X KEY=VALUE, -F FILE     librdkafka settings\n"
+        "  -s, --site SITE           site (consumer group despool.SITE);\n"
+        "                            repeatable\n"
+        "      --all-sites           every despool.* group on the cluster\n"
+        "      --json                JSON instead of a table (several sites:\n"
+        "                            {\"groups\":[...]}; one line per sample)\n"
+        "      --warn-lag N          exit 1 when total lag >= N events\n"
+        "      --crit-lag N          exit 2 when total lag >= N events\n"
+        "      --max-time-lag SEC    exit 2 when an event waits > SEC\n"
+        "Watch (Burrow-style evaluation over a window of samples):\n"
+        "      --watch SEC           sample every SEC seconds; a STATUS per\n"
+        "                            partition: OK, WARN (lag growing),\n"
+        "                            STALL (lag > 0, committed offset not\n"
+        "                            moving in the window), STOP (no commit\n"
+        "                            for --stop-after), REWIND; group status\n"
+        "                            OK, WARN or ERR\n"
+        "      --window N            samples per window (default 10)\n"
+        "      --stop-after SEC      STOP after SEC without a commit while\n"
+        "                            lag > 0 (default 300)\n"
+        "      --count N             stop after N samples (default: ^C)\n"
+        "  -h, --help                this text\n"
+        "\n"
+        "Exit: 0 OK, 1 warning (or WARN), 2 critical (or ERR), 3 broker\n"
+        "unreachable. With --watch, the exit code is the last sample's.\n",
+        out);
 }
 
 static void usage_status(FILE *out)
@@ -210,6 +230,11 @@ enum {
     OPT_MAX_ENTRIES,
     OPT_WINDOW,
     OPT_METRICS,
+    OPT_ALL_SITES,
+    OPT_WATCH,
+    OPT_WINDOW_SAMPLES,
+    OPT_STOP_AFTER,
+    OPT_COUNT,
     OPT_JSON,
     OPT_MAX_BEHIND,
     OPT_WARN_LAG,
@@ -324,49 +349,219 @@ static int lag_verdict(const ds_lag_report *r, long long warn, long long crit,
     return 0;
 }
 
+#define LAG_MAX_SITES 256
+
+typedef struct lag_cli {
+    ds_lag_opts o;
+    const char *sites[LAG_MAX_SITES];
+    int nsites;
+    int all_sites, json;
+    long long warn, crit;
+    double max_time_lag;
+    double watch;        /* seconds between samples; 0 = once */
+    int window;          /* samples per verdict window */
+    double stop_after;   /* seconds without a commit: STOP */
+    unsigned long count; /* samples to take in watch mode; 0 = until ^C */
+} lag_cli;
+
+/* One sample of every site: print it, feed the watches, return the exit
+ * code (worst over the sites: 0 OK, 1 WARN, 2 CRIT/ERR, 3 unreachable). */
+static int lag_sample(lag_cli *c, ds_lagwatch **watch)
+{
+    int rc = 0, first = 1;
+    int many = c->all_sites || c->nsites > 1;
+    if (c->json && many)
+        printf("{\"groups\":[");
+    for (int i = 0; i < c->nsites; i++) {
+        ds_err err;
+        ds_lag_report r;
+        c->o.site = c->sites[i];
+        if (ds_lag_collect(&c->o, &r, &err) < 0) {
+            fprintf(stderr, "despooler lag: site %s: %s\n", c->sites[i],
+                    err.msg);
+            ds_lag_free(&r);
+            rc = 3;
+            continue;
+        }
+        ds_verdict *v = calloc((size_t)(r.n > 0 ? r.n : 1), sizeof(*v)),
+                   worst = DS_V_NONE;
+        if (v == NULL) {
+            fprintf(stderr, "despooler lag: out of memory\n");
+            ds_lag_free(&r);
+            rc = 3;
+            continue;
+        }
+        if (watch != NULL) {
+            uint64_t now = ds_mono_ms();
+            for (int k = 0; k < r.n; k++) {
+                const ds_lag_row *row = &r.rows[k];
+                long long lag = row->lag >= 0 ? row->lag : row->high - row->low;
+                if (ds_lagwatch_add(watch[i], row->partition, now,
+                                    row->committed, lag, &err) < 0) {
+                    fprintf(stderr, "despooler lag: %s\n", err.msg);
+                    rc = 3;
+                }
+                v[k] = ds_lagwatch_verdict(watch[i], row->partition);
+                if (v[k] > worst)
+                    worst = v[k];
+            }
+        }
+        if (c->json) {
+            printf("%s", first ? "" : ",");
+            ds_lag_print_json(&r, watch ? v : NULL);
+        } else {
+            ds_lag_print(&r, watch ? v : NULL);
+        }
+        first = 0;
+        int vr = lag_verdict(&r, c->warn, c->crit, c->max_time_lag);
+        if (watch != NULL && ds_verdict_exit_code(worst) > vr)
+            vr = ds_verdict_exit_code(worst);
+        if (vr > rc)
+            rc = vr;
+        free(v);
+        ds_lag_free(&r);
+    }
+    if (c->json)
+        printf("%s\n", many ? "]}" : first ? "{}" : "");
+    fflush(stdout);
+    return rc;
+}
+
+static int lag_run(lag_cli *c)
+{
+    ds_err err;
+    char **listed = NULL;
+    int nlisted = 0, rc = 0;
+    if (c->all_sites) {
+        if (ds_lag_list_sites(&c->o, &listed, &nlisted, &err) < 0) {
+            fprintf(stderr, "despooler lag: %s\n", err.msg);
+            return 3;
+        }
+        for (int i = 0; i < nlisted && c->nsites < LAG_MAX_SITES; i++)
+            c->sites[c->nsites++] = listed[i];
+        if (c->nsites == 0)
+            fprintf(stderr, "despooler lag: no site on this cluster "
+                            "(no consumer group despool.*)\n");
+    }
+    ds_lagwatch *watch[LAG_MAX_SITES] = {0};
+    for (int i = 0; c->watch > 0 && i < c->nsites; i++)
+        if (ds_lagwatch_new(c->window, (uint64_t)(c->stop_after * 1000),
+                            &watch[i], &err) < 0) {
+            fprintf(stderr, "despooler lag: %s\n", err.msg);
+            rc = 2;
+            goto out;
+        }
+    int tty = isatty(STDOUT_FILENO) && !c->json;
+    install_signals();
+    for (unsigned long n = 1; !stop_flag; n++) {
+        if (c->watch > 0 && !c->json) {
+            char ts[32];
+            time_t t = time(NULL);
+            strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", localtime(&t));
+            printf("%sdespooler lag: sample %lu, every %gs, window %d samples, "
+                   "STOP after %gs without a commit  %s\n",
+                   tty     ? "\033[H\033[2J"
+                   : n > 1 ? "\n"
+                           : "",
+                   n, c->watch, c->window, c->stop_after, ts);
+        }
+        rc = lag_sample(c, c->watch > 0 ? watch : NULL);
+        if (c->watch <= 0 || (c->count && n >= c->count))
+            break;
+        for (uint64_t end = ds_mono_ms() + (uint64_t)(c->watch * 1000);
+             !stop_flag && ds_mono_ms() < end;)
+            usleep(50000);
+    }
+out:
+    for (int i = 0; i < c->nsites; i++)
+        ds_lagwatch_free(watch[i]);
+    for (int i = 0; i < nlisted; i++)
+        free(listed[i]);
+    free(listed);
+    return rc;
+}
+
 static int cmd_lag(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"bootstrap", required_argument, NULL, 'b'},
         {"site", required_argument, NULL, 's'},
+        {"all-sites", no_argument, NULL, OPT_ALL_SITES},
         {"json", no_argument, NULL, OPT_JSON},
         {"warn-lag", required_argument, NULL, OPT_WARN_LAG},
         {"crit-lag", required_argument, NULL, OPT_CRIT_LAG},
         {"max-time-lag", required_argument, NULL, OPT_MAX_TIME_LAG},
+        {"watch", required_argument, NULL, OPT_WATCH},
+        {"window", required_argument, NULL, OPT_WINDOW_SAMPLES},
+        {"stop-after", required_argument, NULL, OPT_STOP_AFTER},
+        {"count", required_argument, NULL, OPT_COUNT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     ds_kconf kc = {0};
-    ds_lag_opts o = {.kc = &kc, .timeout_ms = 10000};
-    long long warn = -1, crit = -1;
-    double max_time_lag = -1;
-    int c, rc = 0, json = 0;
+    lag_cli c = {
+        .o = {.kc = &kc, .timeout_ms = 10000},
+        .warn = -1,
+        .crit = -1,
+        .max_time_lag = -1,
+        .window = 10,
+        .stop_after = 300,
+    };
+    int opt, rc = 0;
     uint64_t v;
+    char *end;
     while (rc == 0 &&
-           (c = getopt_long(argc, argv, "b:X:F:s:h", opts, NULL)) != -1) {
-        if (kafka_opt(c, "lag", &kc, &rc))
+           (opt = getopt_long(argc, argv, "b:X:F:s:h", opts, NULL)) != -1) {
+        if (kafka_opt(opt, "lag", &kc, &rc))
             continue;
-        switch (c) {
+        switch (opt) {
         case 's':
-            o.site = optarg;
+            if (!ds_site_valid(optarg, strlen(optarg)))
+                rc = fail("lag", "--site: letters, digits, . _ - (at most "
+                                 "128), starting with a letter or digit");
+            else if (c.nsites == LAG_MAX_SITES)
+                rc = fail("lag", "--site: too many sites");
+            else
+                c.sites[c.nsites++] = optarg;
+            break;
+        case OPT_ALL_SITES:
+            c.all_sites = 1;
             break;
         case OPT_JSON:
-            json = 1;
+            c.json = 1;
             break;
         case OPT_WARN_LAG:
         case OPT_CRIT_LAG:
             if (ds_parse_u64(optarg, &v) < 0 || v > (uint64_t)INT64_MAX)
                 rc = fail("lag", "--warn-lag/--crit-lag: expected a number "
                                  "of events");
-            *(c == OPT_WARN_LAG ? &warn : &crit) = (long long)v;
+            *(opt == OPT_WARN_LAG ? &c.warn : &c.crit) = (long long)v;
             break;
-        case OPT_MAX_TIME_LAG: {
-            char *end;
-            max_time_lag = strtod(optarg, &end);
-            if (*end != '\0' || max_time_lag < 0)
+        case OPT_MAX_TIME_LAG:
+            c.max_time_lag = strtod(optarg, &end);
+            if (*end != '\0' || c.max_time_lag < 0)
                 rc = fail("lag", "--max-time-lag: expected seconds");
             break;
-        }
+        case OPT_WATCH:
+            c.watch = strtod(optarg, &end);
+            if (*end != '\0' || c.watch < 0.2 || c.watch > 86400)
+                rc = fail("lag", "--watch: expected seconds >= 0.2");
+            break;
+        case OPT_WINDOW_SAMPLES:
+            if (ds_parse_u64(optarg, &v) < 0 || v < 2 || v > 10000)
+                rc = fail("lag", "--window: expected 2..10000 samples");
+            c.window = (int)v;
+            break;
+        case OPT_STOP_AFTER:
+            c.stop_after = strtod(optarg, &end);
+            if (*end != '\0' || c.stop_after <= 0)
+                rc = fail("lag", "--stop-after: expected seconds > 0");
+            break;
+        case OPT_COUNT:
+            if (ds_parse_u64(optarg, &v) < 0 || v < 1)
+                rc = fail("lag", "--count: expected a number >= 1");
+            c.count = (unsigned long)v;
+            break;
         case 'h':
             usage_lag(stdout);
             ds_kconf_free(&kc);
@@ -379,22 +574,17 @@ static int cmd_lag(int argc, char **argv)
     }
     if (rc == 0 && optind < argc)
         rc = fail("lag", "unexpected argument (see --help)");
-    if (rc == 0 && (o.site == NULL || !ds_site_valid(o.site, strlen(o.site))))
-        rc = fail("lag", "--site SITE is required");
+    if (rc == 0 && c.nsites == 0 && !c.all_sites)
+        rc = fail("lag", "--site SITE or --all-sites is required");
+    if (rc == 0 && c.nsites > 0 && c.all_sites)
+        rc = fail("lag", "--site and --all-sites exclude each other");
+    if (rc == 0 && (c.count || c.window != 10 || c.stop_after != 300) &&
+        c.watch <= 0)
+        rc = fail("lag", "--count, --window and --stop-after need --watch");
     if (rc == 0 && kc.bootstrap == NULL)
         rc = fail("lag", "-b BOOTSTRAP is required (host:port or @FILE)");
-    if (rc == 0) {
-        ds_err err;
-        ds_lag_report r;
-        if (ds_lag_collect(&o, &r, &err) < 0) {
-            fprintf(stderr, "despooler lag: %s\n", err.msg);
-            rc = 3;
-        } else {
-            ds_lag_print(&r, json);
-            rc = lag_verdict(&r, warn, crit, max_time_lag);
-        }
-        ds_lag_free(&r);
-    }
+    if (rc == 0)
+        rc = lag_run(&c);
     ds_kconf_free(&kc);
     return rc;
 }

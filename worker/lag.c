@@ -142,11 +142,14 @@ static void time_lag(const ds_lag_opts *o, ds_lag_report *r, ds_err *err)
     int want = 0;
     for (int i = 0; i < r->n; i++) {
         ds_lag_row *row = &r->rows[i];
-        row->time_lag_ms = row->lag > 0 ? -1 : 0;
-        if (row->lag > 0 && row->committed >= 0) {
+        /* Nothing committed: the group will start at the log start. */
+        int64_t from = row->committed >= 0 ? row->committed : row->low;
+        int behind = row->high > from;
+        row->time_lag_ms = behind ? -1 : 0;
+        if (behind) {
             rd_kafka_topic_partition_list_add(l, DS_TOPIC_UPDATES,
                                               row->partition)
-                ->offset = row->committed;
+                ->offset = from;
             want++;
         }
     }
@@ -299,34 +302,51 @@ static const char *num(char *buf, size_t n, long long v)
     return buf;
 }
 
-void ds_lag_print(const ds_lag_report *r, int json)
+static ds_verdict worst_of(const ds_lag_report *r, const ds_verdict *v)
+{
+    ds_verdict worst = DS_V_NONE;
+    for (int i = 0; v != NULL && i < r->n; i++)
+        if (v[i] > worst)
+            worst = v[i];
+    return worst;
+}
+
+void ds_lag_print_json(const ds_lag_report *r, const ds_verdict *v)
 {
     char a[24], b[24], c[24]; /* one per %s of a printf: never shared */
-    if (json) {
-        printf("{\"group\":\"%s\",\"topic\":\"%s\",\"state\":\"%s\","
-               "\"members\":%d,\"total_lag\":%lld,\"max_time_lag_ms\":%lld,",
-               r->group, DS_TOPIC_UPDATES, r->state, r->members, r->total_lag,
-               (long long)r->max_time_lag_ms);
-        printf("\"note\":\"%s\",\"partitions\":[", r->note);
-        for (int i = 0; i < r->n; i++) {
-            const ds_lag_row *w = &r->rows[i];
-            printf("%s{\"partition\":%d,\"current_offset\":%s,"
-                   "\"log_end_offset\":%lld,\"lag\":%s,\"consumer_id\":\"%s\","
-                   "\"host\":\"%s\",\"client_id\":\"%s\",\"time_lag_ms\":%s}",
-                   i ? "," : "", (int)w->partition,
-                   w->committed >= 0 ? num(a, sizeof(a), w->committed) : "null",
-                   (long long)w->high,
-                   w->lag >= 0 ? num(b, sizeof(b), w->lag) : "null",
-                   w->consumer_id, w->host, w->client_id,
-                   w->time_lag_ms >= 0 ? num(c, sizeof(c), w->time_lag_ms)
-                                       : "null");
-        }
-        printf("]}\n");
-        return;
+    printf("{\"group\":\"%s\",\"topic\":\"%s\",\"state\":\"%s\","
+           "\"members\":%d,\"total_lag\":%lld,\"max_time_lag_ms\":%lld,",
+           r->group, DS_TOPIC_UPDATES, r->state, r->members, r->total_lag,
+           (long long)r->max_time_lag_ms);
+    if (v != NULL)
+        printf("\"group_status\":\"%s\",",
+               ds_verdict_group_name(worst_of(r, v)));
+    printf("\"note\":\"%s\",\"partitions\":[", r->note);
+    for (int i = 0; i < r->n; i++) {
+        const ds_lag_row *w = &r->rows[i];
+        printf("%s{\"partition\":%d,\"current_offset\":%s,"
+               "\"log_end_offset\":%lld,\"lag\":%s,\"consumer_id\":\"%s\","
+               "\"host\":\"%s\",\"client_id\":\"%s\",\"time_lag_ms\":%s",
+               i ? "," : "", (int)w->partition,
+               w->committed >= 0 ? num(a, sizeof(a), w->committed) : "null",
+               (long long)w->high,
+               w->lag >= 0 ? num(b, sizeof(b), w->lag) : "null", w->consumer_id,
+               w->host, w->client_id,
+               w->time_lag_ms >= 0 ? num(c, sizeof(c), w->time_lag_ms)
+                                   : "null");
+        if (v != NULL)
+            printf(",\"status\":\"%s\"", ds_verdict_name(v[i]));
+        printf("}");
     }
-    printf("\n%-24s %-12s %9s %14s %14s %8s %-20s %-16s %-20s %9s\n", "GROUP",
+    printf("]}");
+}
+
+void ds_lag_print(const ds_lag_report *r, const ds_verdict *v)
+{
+    char a[24], b[24]; /* one per %s of a printf: never shared */
+    printf("\n%-24s %-12s %9s %14s %14s %8s %-20s %-16s %-20s %9s%s\n", "GROUP",
            "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG",
-           "CONSUMER-ID", "HOST", "CLIENT-ID", "TIME-LAG");
+           "CONSUMER-ID", "HOST", "CLIENT-ID", "TIME-LAG", v ? " STATUS" : "");
     for (int i = 0; i < r->n; i++) {
         const ds_lag_row *w = &r->rows[i];
         char tl[24];
@@ -334,17 +354,108 @@ void ds_lag_print(const ds_lag_report *r, int json)
             snprintf(tl, sizeof(tl), "-");
         else
             snprintf(tl, sizeof(tl), "%.1fs", (double)w->time_lag_ms / 1000);
-        printf("%-24s %-12s %9d %14s %14lld %8s %-20s %-16s %-20s %9s\n",
+        printf("%-24s %-12s %9d %14s %14lld %8s %-20s %-16s %-20s %9s",
                r->group, DS_TOPIC_UPDATES, (int)w->partition,
                num(a, sizeof(a), w->committed), (long long)w->high,
                num(b, sizeof(b), w->lag), w->consumer_id, w->host, w->client_id,
                tl);
+        if (v != NULL)
+            printf(" %s", ds_verdict_name(v[i]));
+        printf("\n");
     }
     printf("\nGROUP %s STATE %s MEMBERS %s TOTAL-LAG %lld MAX-TIME-LAG "
-           "%.1fs\n",
+           "%.1fs",
            r->group, r->state,
            r->members >= 0 ? num(a, sizeof(a), r->members) : "-", r->total_lag,
            (double)r->max_time_lag_ms / 1000);
+    if (v != NULL)
+        printf(" STATUS %s", ds_verdict_group_name(worst_of(r, v)));
+    printf("\n");
     if (r->note[0] != '\0')
         printf("note: %s\n", r->note);
+}
+
+int ds_lag_list_sites(const ds_lag_opts *o, char ***sites, int *n, ds_err *err)
+{
+    *sites = NULL;
+    *n = 0;
+    char errs[512];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_t *rk = NULL;
+    if (ds_kconf_set(c, "log_level", "3", err) < 0 ||
+        ds_kconf_apply(o->kc, c, err) < 0) {
+        rd_kafka_conf_destroy(c);
+        return -EINVAL;
+    }
+    if ((rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errs, sizeof(errs))) == NULL) {
+        rd_kafka_conf_destroy(c);
+        return ds_err_set(err, -EINVAL, "kafka", "create client: %s", errs);
+    }
+    int rc = 0;
+    char *id = rd_kafka_clusterid(rk, o->timeout_ms);
+    if (id == NULL) {
+        rc = ds_err_set(err, -EHOSTUNREACH, "kafka",
+                        "list groups: no broker answered within %d ms (is "
+                        "the broker running and -b right?)",
+                        o->timeout_ms);
+        goto out;
+    }
+    if (strncmp(id, "mockCluster", 11) == 0) {
+        rc = ds_err_set(err, -ENOTSUP, "kafka",
+                        "--all-sites: the embedded broker does not implement "
+                        "ListGroups; name the sites with --site (repeatable)");
+        goto out;
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *ao =
+        rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPS);
+    char errstr[256];
+    rd_kafka_AdminOptions_set_request_timeout(ao, o->timeout_ms, errstr,
+                                              sizeof(errstr));
+    rd_kafka_ListConsumerGroups(rk, ao, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, o->timeout_ms + 1000);
+    const rd_kafka_ListConsumerGroups_result_t *res =
+        ev ? rd_kafka_event_ListConsumerGroups_result(ev) : NULL;
+    if (res == NULL || rd_kafka_event_error(ev)) {
+        rc = ds_err_set(err, -EIO, "kafka", "list groups: %s",
+                        ev ? rd_kafka_event_error_string(ev) : "no answer");
+    } else {
+        size_t cnt = 0;
+        const rd_kafka_ConsumerGroupListing_t **g =
+            rd_kafka_ListConsumerGroups_result_valid(res, &cnt);
+        char **out = calloc(cnt ? cnt : 1, sizeof(*out));
+        if (out == NULL)
+            rc = ds_err_set(err, -ENOMEM, "internal", "out of memory");
+        for (size_t i = 0; out != NULL && i < cnt; i++) {
+            const char *gid = rd_kafka_ConsumerGroupListing_group_id(g[i]);
+            /* despool.<site>, not its helpers (despool.<site>.lag-reader,
+             * despool.refetch): a site name never holds a dot-suffix of
+             * those. */
+            if (strncmp(gid, "despool.", 8) != 0 ||
+                strcmp(gid, "despool.refetch") == 0 ||
+                strstr(gid, ".lag-reader") != NULL)
+                continue;
+            if ((out[*n] = strdup(gid + 8)) == NULL) {
+                rc = ds_err_set(err, -ENOMEM, "internal", "out of memory");
+                break;
+            }
+            (*n)++;
+        }
+        *sites = out;
+        for (int i = 1; i < *n; i++) /* sorted, for a stable table order */
+            for (int j = i; j > 0 && strcmp(out[j - 1], out[j]) > 0; j--) {
+                char *t = out[j];
+                out[j] = out[j - 1];
+                out[j - 1] = t;
+            }
+    }
+    if (ev != NULL)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(ao);
+    rd_kafka_queue_destroy(q);
+out:
+    if (id != NULL)
+        rd_kafka_mem_free(rk, id);
+    rd_kafka_destroy(rk);
+    return rc;
 }

@@ -13,6 +13,7 @@
 
 #include "err.h"
 #include "kconf.h"
+#include "lagwatch.h"
 
 typedef struct ds_lag_opts {
     const ds_kconf *kc;
@@ -46,7 +47,15 @@ typedef struct ds_lag_report {
 int ds_lag_collect(const ds_lag_opts *o, ds_lag_report *r, ds_err *err);
 void ds_lag_free(ds_lag_report *r);
 
-/* The table (Kafka's columns + TIME-LAG) or one JSON object. */
-void ds_lag_print(const ds_lag_report *r, int json);
+/* The table: Kafka's columns, TIME-LAG, and with v (one verdict per row,
+ * from --watch) a STATUS column and the group's status. */
+void ds_lag_print(const ds_lag_report *r, const ds_verdict *v);
+/* The same as one JSON object (no newline after it). */
+void ds_lag_print_json(const ds_lag_report *r, const ds_verdict *v);
+
+/* Every site with a consumer group (despool.<site>) on the cluster, sorted
+ * (ListConsumerGroups; the embedded broker lacks it: an error says so).
+ * The caller frees each string and the array. */
+int ds_lag_list_sites(const ds_lag_opts *o, char ***sites, int *n, ds_err *err);
 
 #endif
