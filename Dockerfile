@@ -7,10 +7,9 @@
 #
 # compose.yaml builds and runs it; docs/DEPLOY.md explains both.
 #
-# No HEALTHCHECK on purpose: despooler has no health endpoint yet, and a
-# process check (pgrep) would only repeat what the container's own state
-# already says. Liveness that means something (is the site keeping up?) is
-# `despooler lag --site SITE`, which reads the site's committed offsets.
+# No HEALTHCHECK in the image: it depends on how the worker is run. With
+# `despooler run --metrics :9464`, GET /healthz answers 200 or 503;
+# compose.yaml shows a check for it with bash's /dev/tcp (no curl needed).
 
 ARG DEBIAN_IMAGE=debian:12-slim
 
@@ -24,7 +23,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       librdkafka-dev libmsgpack-dev libzstd-dev libarchive-dev libssl-dev \
-      libcriterion-dev \
+      libmicrohttpd-dev libcriterion-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -39,12 +38,13 @@ LABEL org.opencontainers.image.title="despool" \
       org.opencontainers.image.description="Package updates as Kafka events: pkgpub publishes, despooler extracts and atomically switches them in a site's library"
 
 # Exactly the libraries the two binaries link (readelf -d: librdkafka.so.1,
-# libmsgpackc.so.2, libzstd.so.1, libarchive.so.13, libcrypto.so.3), plus
-# ca-certificates so that TLS to a real cluster can verify the broker with
-# the system CAs. libmicrohttpd is not linked yet (no /metrics endpoint).
+# libmsgpackc.so.2, libzstd.so.1, libarchive.so.13, libcrypto.so.3,
+# libmicrohttpd.so.12), plus ca-certificates so that TLS to a real cluster
+# can verify the broker with the system CAs.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      librdkafka1 libmsgpackc2 libzstd1 libarchive13 libssl3 ca-certificates \
+      librdkafka1 libmsgpackc2 libzstd1 libarchive13 libssl3 libmicrohttpd12 \
+      ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 
 # A fixed uid/gid, so a bind-mounted library can be chowned to it on the
