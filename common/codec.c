@@ -52,6 +52,11 @@ int ds_site_valid(const char *s, size_t len)
     return id_valid(s, len, DS_SITE_MAX);
 }
 
+int ds_key_id_valid(const char *s, size_t len)
+{
+    return id_valid(s, len, DS_KEY_ID_MAX);
+}
+
 static int status_site_valid(const char *s, size_t len)
 {
     return ds_site_valid(s, len) || (len == strlen(SITE_PUBLISHED) &&

@@ -48,6 +48,9 @@ typedef struct ds_event {
 /* 1 when s[0..len) matches [A-Za-z0-9][A-Za-z0-9._-]{0,127}, else 0. */
 int ds_package_valid(const char *s, size_t len);
 
+/* 1 when s[0..len) matches [A-Za-z0-9][A-Za-z0-9._-]{0,63}, else 0. */
+int ds_key_id_valid(const char *s, size_t len);
+
 /* Encode ev as one msgpack map. On success *out is a malloc'd buffer of
  * *out_len bytes owned by the caller. Fails (bad-schema) if ev breaks a
  * rule of the schema, so a producer cannot emit an event consumers reject. */

@@ -13,11 +13,13 @@
 #include "kconf.h"
 #include "log.h"
 #include "publish.h"
+#include "sign.h"
 
 static void usage(FILE *out)
 {
     fputs(
         "Usage: pkgpub -b BOOTSTRAP -p PACKAGE -V VERSION [OPTIONS] SOURCE\n"
+        "       pkgpub keygen --key-id ID [--dir DIR]\n"
         "\n"
         "Publish VERSION of PACKAGE from SOURCE (a directory or a tar file)\n"
         "to pkg.updates, as chunk events keyed by PACKAGE, in one Kafka\n"
@@ -34,11 +36,20 @@ static void usage(FILE *out)
         "  -L, --level N             zstd level 1..19 (default 3)\n"
         "  -T, --threads N           zstd threads (default 0: one)\n"
         "      --chunk-size BYTES    chunk payload (default and max 921600)\n"
+        "Signing (Ed25519; sites with --trusted-keys require it):\n"
+        "      --sign-key FILE       private key (PEM), e.g. from pkgpub "
+        "keygen\n"
+        "      --key-id ID           key id sent with the signature (default:\n"
+        "                            FILE's name without .key/.pem)\n"
         "Output:\n"
         "      --json                print one JSON object\n"
         "      --progress            progress bar even when not a terminal\n"
         "      --no-progress         never a progress bar\n"
-        "  -h, --help                this text\n",
+        "  -h, --help                this text\n"
+        "\n"
+        "keygen writes DIR/ID.key (private, mode 0600: keep it with the\n"
+        "publisher) and DIR/ID.pub (public: copy it into each site's\n"
+        "--trusted-keys directory). DIR defaults to the current directory.\n",
         out);
 }
 
@@ -48,7 +59,15 @@ static int fail(const char *msg)
     return 2;
 }
 
-enum { OPT_JSON = 256, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_CHUNK };
+enum {
+    OPT_JSON = 256,
+    OPT_PROGRESS,
+    OPT_NO_PROGRESS,
+    OPT_CHUNK,
+    OPT_SIGN_KEY,
+    OPT_KEY_ID,
+    OPT_DIR,
+};
 
 static void print_human(const ds_publish_opts *o, const ds_publish_result *r)
 {
@@ -65,6 +84,8 @@ static void print_human(const ds_publish_opts *o, const ds_publish_result *r)
     printf("  offsets     %" PRId64 "..%" PRId64 "\n", r->first_offset,
            r->last_offset);
     printf("  sha256      %s\n", ds_hex(sha, r->st.sha256, DS_SHA256_LEN));
+    if (r->signed_by[0] != '\0')
+        printf("  signed by   %s (Ed25519)\n", r->signed_by);
     printf("  took        pack %.2fs, send %.2fs\n", r->pack_secs,
            r->send_secs);
 }
@@ -77,12 +98,61 @@ static void print_json(const ds_publish_opts *o, const ds_publish_result *r)
            ",\"chunks\":%" PRIu32 ",\"topic\":\"%s\",\"partition\":%" PRId32
            ",\"first_offset\":%" PRId64 ",\"last_offset\":%" PRId64
            ",\"sha256\":\"%s\",\"transactional_id\":\"%s\","
-           "\"pack_seconds\":%.3f,\"send_seconds\":%.3f}\n",
+           "\"pack_seconds\":%.3f,\"send_seconds\":%.3f",
            o->package, o->version, ds_hex(id, r->update_id, DS_UPDATE_ID_LEN),
            r->st.files, r->st.size, r->st.zsize, r->chunks, DS_TOPIC_UPDATES,
            r->partition, r->first_offset, r->last_offset,
            ds_hex(sha, r->st.sha256, DS_SHA256_LEN), r->transactional_id,
            r->pack_secs, r->send_secs);
+    if (r->signed_by[0] != '\0') {
+        char sig[2 * DS_SIG_LEN + 1];
+        printf(",\"key_id\":\"%s\",\"sig\":\"%s\"", r->signed_by,
+               ds_hex(sig, r->sig, DS_SIG_LEN));
+    }
+    printf("}\n");
+}
+
+/* pkgpub keygen --key-id ID [--dir DIR] */
+static int cmd_keygen(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"key-id", required_argument, NULL, OPT_KEY_ID},
+        {"dir", required_argument, NULL, OPT_DIR},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *id = NULL, *dir = ".";
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case OPT_KEY_ID:
+            id = optarg;
+            break;
+        case OPT_DIR:
+            dir = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind != argc)
+        return fail("keygen: unexpected argument (see --help)");
+    if (id == NULL)
+        return fail("keygen: --key-id ID is required");
+    char priv[4096], pub[4096];
+    ds_err err;
+    if (ds_keygen(dir, id, priv, pub, &err) < 0) {
+        fprintf(stderr, "pkgpub: %s\n", err.msg);
+        return 1;
+    }
+    printf("wrote %s (private: keep it secret) and %s (public: copy it into "
+           "each site's --trusted-keys directory)\n",
+           priv, pub);
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -98,10 +168,16 @@ int main(int argc, char **argv)
         {"json", no_argument, NULL, OPT_JSON},
         {"progress", no_argument, NULL, OPT_PROGRESS},
         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+        {"sign-key", required_argument, NULL, OPT_SIGN_KEY},
+        {"key-id", required_argument, NULL, OPT_KEY_ID},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    if (argc > 1 && strcmp(argv[1], "keygen") == 0)
+        return cmd_keygen(argc - 1, argv + 1);
     ds_kconf kc = {0};
+    const char *sign_key = NULL, *key_id = NULL;
+    ds_signer *signer = NULL;
     ds_publish_opts o = {
         .kc = &kc,
         .level = 3,
@@ -153,6 +229,12 @@ int main(int argc, char **argv)
         case OPT_NO_PROGRESS:
             o.progress = -1;
             break;
+        case OPT_SIGN_KEY:
+            sign_key = optarg;
+            break;
+        case OPT_KEY_ID:
+            key_id = optarg;
+            break;
         case 'h':
             usage(stdout);
             ds_kconf_free(&kc);
@@ -173,8 +255,14 @@ int main(int argc, char **argv)
         rc = fail("-V VERSION is required");
     if (rc == 0 && kc.bootstrap == NULL)
         rc = fail("-b BOOTSTRAP is required (host:port or @FILE)");
+    if (rc == 0 && key_id != NULL && sign_key == NULL)
+        rc = fail("--key-id needs --sign-key");
+    if (rc == 0 && sign_key != NULL &&
+        ds_signer_load(sign_key, key_id, &signer, &err) < 0)
+        rc = fail(err.msg);
     if (rc == 0) {
         o.source = argv[optind];
+        o.signer = signer;
         ds_publish_result r;
         if (ds_publish(&o, &r, &err) < 0) {
             fprintf(stderr,
@@ -188,6 +276,7 @@ int main(int argc, char **argv)
             print_human(&o, &r);
         }
     }
+    ds_signer_free(signer);
     ds_kconf_free(&kc);
     return rc;
 }

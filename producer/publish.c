@@ -154,6 +154,13 @@ static int send_update(rd_kafka_t *rk, const ds_publish_opts *o, int fd,
     snprintf(ev.codec, sizeof(ev.codec), "zstd");
     memcpy(ev.update_id, r->update_id, DS_UPDATE_ID_LEN);
     memcpy(ev.sha256, r->st.sha256, DS_SHA256_LEN);
+    /* One signature over the header; every chunk carries it. */
+    if (o->signer != NULL) {
+        if ((rc = ds_sign_event(o->signer, &ev, err)) < 0)
+            goto abort;
+        snprintf(r->signed_by, sizeof(r->signed_by), "%s", ev.key_id);
+        memcpy(r->sig, ev.sig, DS_SIG_LEN);
+    }
     for (uint32_t i = 0; i < r->chunks; i++) {
         uint64_t off = (uint64_t)i * o->chunk_size;
         size_t len = r->st.zsize - off < o->chunk_size

@@ -15,6 +15,7 @@
 #include "err.h"
 #include "kconf.h"
 #include "pack.h"
+#include "sign.h"
 
 #define DS_CHUNK_MAX 921600 /* 900 KiB: under Kafka's 1 MB default */
 
@@ -29,6 +30,7 @@ typedef struct ds_publish_opts {
     const char *transactional_id; /* NULL: pkgpub-<host>-<package> */
     int progress;                 /* 1 force, 0 auto (tty), -1 never */
     int timeout_ms;               /* transaction steps */
+    const ds_signer *signer;      /* sign the header, or NULL */
 } ds_publish_opts;
 
 typedef struct ds_publish_result {
@@ -39,6 +41,8 @@ typedef struct ds_publish_result {
     int64_t first_offset, last_offset;
     double pack_secs, send_secs;
     char transactional_id[256];
+    char signed_by[DS_KEY_ID_MAX + 1]; /* key id, "" when unsigned */
+    uint8_t sig[DS_SIG_LEN];
 } ds_publish_result;
 
 int ds_publish(const ds_publish_opts *o, ds_publish_result *r, ds_err *err);

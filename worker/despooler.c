@@ -79,6 +79,9 @@ static void usage_run(FILE *out)
         "                            default 0 = no cap)\n"
         "  --max-entries N           refuse archives with more entries\n"
         "  --max-window-log N        zstd window limit (default 27)\n"
+        "  --trusted-keys DIR        require updates signed (Ed25519) by a\n"
+        "                            key in DIR/<key_id>.pub; others go to\n"
+        "                            the DLQ as bad-signature\n"
         "Monitoring:\n"
         "  --metrics HOST:PORT       serve Prometheus /metrics and /healthz\n"
         "                            (:PORT = every interface; port 0 = any\n"
@@ -230,6 +233,7 @@ enum {
     OPT_MAX_ENTRIES,
     OPT_WINDOW,
     OPT_METRICS,
+    OPT_TRUSTED_KEYS,
     OPT_ALL_SITES,
     OPT_WATCH,
     OPT_WINDOW_SAMPLES,
@@ -254,6 +258,7 @@ static int cmd_run(int argc, char **argv)
         {"max-entries", required_argument, NULL, OPT_MAX_ENTRIES},
         {"max-window-log", required_argument, NULL, OPT_WINDOW},
         {"metrics", required_argument, NULL, OPT_METRICS},
+        {"trusted-keys", required_argument, NULL, OPT_TRUSTED_KEYS},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -306,6 +311,9 @@ static int cmd_run(int argc, char **argv)
             break;
         case OPT_METRICS:
             o.metrics_addr = optarg;
+            break;
+        case OPT_TRUSTED_KEYS:
+            o.trusted_keys = optarg;
             break;
         case 'h':
             usage_run(stdout);

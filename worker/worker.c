@@ -41,6 +41,7 @@
 #include "metricsd.h"
 #include "offsets.h"
 #include "progress.h"
+#include "sign.h"
 #include "update.h"
 
 #define COMMIT_INTERVAL_MS          200
@@ -110,6 +111,7 @@ typedef struct worker {
     bool dirty;
     bool fatal;
     counters n;
+    ds_keyring *keys;    /* --trusted-keys, or NULL: signatures unchecked */
     ds_metrics *met;     /* NULL without --metrics */
     ds_metricsd *httpd;  /* serves met on its own thread */
     atomic_int assigned; /* partitions; -1 before the first assignment */
@@ -756,6 +758,19 @@ static void start_flight(worker *w, rd_kafka_message_t *m, const ds_event *ev,
         rd_kafka_message_destroy(m);
         return;
     }
+    /* A site that requires signatures refuses an update at its first
+     * chunk, before anything else is decided about it. */
+    if (w->keys != NULL && ds_keyring_verify(w->keys, ev, &err) < 0) {
+        flight *f = new_flight(w, m, ev, p);
+        report_status(w, ev->package, ev->version, "failed", err.msg);
+        dead_letter(w, m, "bad-signature", err.msg);
+        rd_kafka_message_destroy(m);
+        if (f != NULL) {
+            f->next_chunk = 1;
+            flight_retire(w, f, DEAD, "bad-signature", err.msg);
+        }
+        return;
+    }
     if (w->o->max_update_size && ev->size > w->o->max_update_size) {
         snprintf(detail, sizeof(detail),
                  "%s version %" PRIu64 " declares %" PRIu64
@@ -1240,6 +1255,7 @@ static void cleanup(worker *w)
     ds_library_close(w->lib);
     ds_completions_destroy(&w->comp);
     ds_metrics_free(w->met);
+    ds_keyring_free(w->keys);
 }
 
 int ds_worker_run(const ds_worker_opts *o, ds_err *err)
@@ -1253,6 +1269,13 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
     rc = ds_library_cleanup_staging(w.lib, &removed, err);
     if (rc < 0)
         goto out;
+    if (o->trusted_keys != NULL) {
+        char ids[512];
+        if ((rc = ds_keyring_load(o->trusted_keys, &w.keys, err)) < 0)
+            goto out;
+        ds_info("trusted-keys", "site=%s dir=%s keys=%s", o->site,
+                o->trusted_keys, ds_keyring_ids(w.keys, ids, sizeof(ids)));
+    }
     if ((rc = make_clients(&w, err)) < 0)
         goto out;
     if (o->metrics_addr != NULL) {

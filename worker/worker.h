@@ -23,6 +23,7 @@ typedef struct ds_worker_opts {
     uint64_t max_entries;           /* tar entries cap, 0 = none */
     unsigned max_window_log;        /* zstd window cap, 0 = default */
     const char *metrics_addr;       /* --metrics HOST:PORT, or NULL */
+    const char *trusted_keys;       /* require signatures by these, or NULL */
     volatile sig_atomic_t *stop;    /* set by SIGTERM/SIGINT */
 } ds_worker_opts;
 

@@ -5,11 +5,13 @@ schemas/v1/make_vectors.py.
 
   mkevent.py --package P --version V --tar FILE.tar --out PREFIX
              [--chunks N] [--only 0,2] [--sha256 HEX] [--size N]
+             [--sig HEX --key-id ID] [--update-id HEX]
 
 Compresses FILE.tar with the zstd CLI, splits the stream into N chunks and
 writes PREFIX.<i> for each chunk index kept (all, or --only's list). The
 declared sha256/size default to the true ones; override them to craft a
-lying update. Prints the update id (hex).
+lying update; --sig/--key-id attach a signature (a replayed or forged
+one: nothing here signs). Prints the update id (hex).
 """
 import argparse
 import hashlib
@@ -32,11 +34,17 @@ def main():
     ap.add_argument("--only", default=None)
     ap.add_argument("--sha256", default=None)
     ap.add_argument("--size", type=int, default=None)
+    ap.add_argument("--sig", default=None)
+    ap.add_argument("--key-id", default=None)
+    ap.add_argument("--update-id", default=None)
     a = ap.parse_args()
     raw = open(a.tar, "rb").read()
     z = subprocess.run(["zstd", "-q", "-c", "-3", a.tar], check=True,
                        stdout=subprocess.PIPE).stdout
-    uid = os.urandom(16)
+    uid = bytes.fromhex(a.update_id) if a.update_id else os.urandom(16)
+    signed = {}
+    if a.sig is not None:
+        signed = dict(sig=bytes.fromhex(a.sig), key_id=a.key_id)
     n = a.chunks
     step = (len(z) + n - 1) // n
     keep = range(n) if a.only is None else [int(x) for x in a.only.split(",")]
@@ -45,7 +53,7 @@ def main():
         ev = mv.event(package=a.package, version=a.version, update_id=uid,
                       chunk=i, chunks=n, size=a.size if a.size is not None
                       else len(raw), zsize=len(z), sha256=sha,
-                      data=z[i * step:(i + 1) * step])
+                      data=z[i * step:(i + 1) * step], **signed)
         with open("%s.%d" % (a.out, i), "wb") as f:
             f.write(mv.pack(ev))
     print(uid.hex())
