@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #define UNPACK_OUT_BUF  (256 * 1024)
 #define UNPACK_PATH_MAX 4096 /* longest entry path or link target accepted */
@@ -127,6 +128,16 @@ static ssize_t next_output(unpacker *u)
         }
         ZSTD_outBuffer out = {u->out, UNPACK_OUT_BUF, 0};
         size_t r = ZSTD_decompressStream(u->dctx, &out, &u->in);
+        if (ZSTD_isError(r) &&
+            ZSTD_getErrorCode(r) == ZSTD_error_frameParameter_windowTooLarge)
+            return fail_cb(u, ds_err_set(u->err, -EFBIG, "too-large",
+                                         "unpack %s: the zstd frame needs a "
+                                         "window larger than 2^%u bytes "
+                                         "(--max-window-log)",
+                                         u->dest,
+                                         u->opts->max_window_log
+                                             ? u->opts->max_window_log
+                                             : 27));
         if (ZSTD_isError(r))
             return fail_cb(u, ds_err_set(u->err, -EBADMSG, "corrupt-zstd",
                                          "unpack %s: zstd decompress near "

@@ -744,6 +744,20 @@ static flight *new_flight(worker *w, const rd_kafka_message_t *m,
     return f;
 }
 
+/* Refuse a whole update at its first chunk m: m is dead-lettered now,
+ * and its later chunks as they come (the flight is retired DEAD). */
+static void refuse_update(worker *w, rd_kafka_message_t *m, const ds_event *ev,
+                          part *p, const char *reason, const char *detail)
+{
+    flight *f = new_flight(w, m, ev, p);
+    dead_letter(w, m, reason, detail);
+    rd_kafka_message_destroy(m);
+    if (f != NULL) {
+        f->next_chunk = 1;
+        flight_retire(w, f, DEAD, reason, detail);
+    }
+}
+
 static void start_flight(worker *w, rd_kafka_message_t *m, const ds_event *ev,
                          part *p)
 {
@@ -761,28 +775,20 @@ static void start_flight(worker *w, rd_kafka_message_t *m, const ds_event *ev,
     /* A site that requires signatures refuses an update at its first
      * chunk, before anything else is decided about it. */
     if (w->keys != NULL && ds_keyring_verify(w->keys, ev, &err) < 0) {
-        flight *f = new_flight(w, m, ev, p);
         report_status(w, ev->package, ev->version, "failed", err.msg);
-        dead_letter(w, m, "bad-signature", err.msg);
-        rd_kafka_message_destroy(m);
-        if (f != NULL) {
-            f->next_chunk = 1;
-            flight_retire(w, f, DEAD, "bad-signature", err.msg);
-        }
+        refuse_update(w, m, ev, p, "bad-signature", err.msg);
         return;
     }
-    if (w->o->max_update_size && ev->size > w->o->max_update_size) {
+    /* The declared sizes are the sender's claim, checked before a byte is
+     * extracted; the extraction then holds the stream to them. */
+    uint64_t cap = w->o->max_update_size;
+    if (cap != 0 && (ev->size > cap || ev->zsize > cap)) {
         snprintf(detail, sizeof(detail),
-                 "%s version %" PRIu64 " declares %" PRIu64
-                 " bytes, over --max-update-size %" PRIu64,
-                 ev->package, ev->version, ev->size, w->o->max_update_size);
-        flight *f = new_flight(w, m, ev, p);
-        dead_letter(w, m, "too-large", detail);
-        rd_kafka_message_destroy(m);
-        if (f != NULL) {
-            f->next_chunk = 1;
-            flight_retire(w, f, DEAD, "too-large", detail);
-        }
+                 "%s version %" PRIu64 " declares %" PRIu64 " bytes (%" PRIu64
+                 " compressed), over --max-update-size "
+                 "%" PRIu64,
+                 ev->package, ev->version, ev->size, ev->zsize, cap);
+        refuse_update(w, m, ev, p, "too-large", detail);
         return;
     }
     uint64_t cur = 0;

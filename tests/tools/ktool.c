@@ -4,7 +4,8 @@
  * per message with its headers. Lets integration tests send malformed
  * events and read dead letters and status records without kcat.
  *
- *   ktool put  -b BOOTSTRAP -t TOPIC -k KEY [-p PARTITION] FILE
+ *   ktool put  -b BOOTSTRAP -t TOPIC -k KEY [-p PARTITION] FILE...
+ *              (one event per FILE, in order, one producer)
  *   ktool dump -b BOOTSTRAP -t TOPIC                  (until end of topic)
  *
  * dump prints: partition=P offset=O key=K len=N h.NAME="VALUE" ...
@@ -18,41 +19,65 @@
 #include "fsutil.h"
 #include "kconf.h"
 
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
+                        void *opaque)
+{
+    (void)rk;
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fprintf(stderr, "ktool put: delivery failed: %s\n",
+                rd_kafka_err2str(m->err));
+        (*(int *)opaque)++;
+    }
+}
+
 static int put(const ds_kconf *kc, const char *topic, int32_t partition,
-               const char *key, const char *file)
+               const char *key, char **files, int nfiles)
 {
     char errstr[512];
     ds_err err;
-    char *val = NULL;
-    size_t len = 0;
-    if (ds_read_file(file, &val, &len, &err) < 0) {
-        fprintf(stderr, "ktool put: %s\n", err.msg);
-        return 1;
-    }
+    int failed = 0;
     rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set_opaque(c, &failed);
+    rd_kafka_conf_set_dr_msg_cb(c, on_delivery);
     if (ds_kconf_apply(kc, c, &err) < 0) {
         fprintf(stderr, "ktool put: %s\n", err.msg);
+        rd_kafka_conf_destroy(c);
         return 1;
     }
     ds_kconf_set(c, "partitioner", "murmur2_random", NULL);
+    /* Several files: they must land in the order given. */
+    ds_kconf_set(c, "enable.idempotence", "true", NULL);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errstr, sizeof(errstr));
     if (rk == NULL) {
         fprintf(stderr, "ktool put: %s\n", errstr);
         return 1;
     }
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-        RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(val, len),
-        RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
     int rc = 0;
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        rd_kafka_flush(rk, 15000) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        rd_kafka_outq_len(rk) > 0) {
+    for (int i = 0; rc == 0 && i < nfiles; i++) {
+        char *val = NULL;
+        size_t len = 0;
+        if (ds_read_file(files[i], &val, &len, &err) < 0) {
+            fprintf(stderr, "ktool put: %s\n", err.msg);
+            rc = 1;
+            break;
+        }
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(val, len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        free(val);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            fprintf(stderr, "ktool put: %s: %s\n", files[i],
+                    rd_kafka_err2str(e));
+            rc = 1;
+        }
+    }
+    if (rd_kafka_flush(rk, 15000) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+        rd_kafka_outq_len(rk) > 0 || failed > 0) {
         fprintf(stderr, "ktool put: not delivered to %s\n", topic);
         rc = 1;
     }
     rd_kafka_destroy(rk);
-    free(val);
     return rc;
 }
 
@@ -128,7 +153,8 @@ static int dump(const ds_kconf *kc, const char *topic)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: ktool put|dump -b B -t TOPIC [-k KEY FILE]\n");
+        fprintf(stderr,
+                "usage: ktool put|dump -b B -t TOPIC [-k KEY FILE...]\n");
         return 2;
     }
     const char *mode = argv[1], *topic = NULL, *key = "";
@@ -166,8 +192,8 @@ int main(int argc, char **argv)
     int rc;
     if (topic == NULL)
         rc = 2;
-    else if (strcmp(mode, "put") == 0 && optind == argc - 1)
-        rc = put(&kc, topic, partition, key, argv[optind]);
+    else if (strcmp(mode, "put") == 0 && optind < argc)
+        rc = put(&kc, topic, partition, key, argv + optind, argc - optind);
     else if (strcmp(mode, "dump") == 0)
         rc = dump(&kc, topic);
     else
