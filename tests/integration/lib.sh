@@ -15,6 +15,7 @@ KTOOL=$BIN/tests/ktool
 T=$(mktemp -d /tmp/despool-it.XXXXXX)
 RUN=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 PIDS=()
+AT_EXIT=() # commands the exit trap runs after stopping PIDS (e.g. umount)
 TEST_NAME=$(basename "$0" .sh)
 
 log() { printf '[%s %s %s] %s\n' "$TEST_NAME" "${DESPOOL_BROKER:-embedded}" "$(date +%T)" "$*"; }
@@ -35,6 +36,7 @@ cleanup() {
       echo "---- tail of $f"; tail -n 25 "$f"
     done
   fi
+  for c in "${AT_EXIT[@]:-}"; do [ -n "$c" ] && eval "$c" >/dev/null 2>&1 || true; done
   if [ -n "${KAFKA_STATE:-}" ]; then
     "$SRC/scripts/kafka" stop --dir "$KAFKA_STATE" >/dev/null 2>&1 || true
   fi
