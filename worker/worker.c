@@ -110,6 +110,7 @@ typedef struct worker {
     uint64_t last_commit_ms;
     bool dirty;
     bool fatal;
+    bool releasing; /* flushing at a revoke or at shutdown: no rewinds */
     counters n;
     ds_keyring *keys;    /* --trusted-keys, or NULL: signatures unchecked */
     ds_metrics *met;     /* NULL without --metrics */
@@ -431,19 +432,40 @@ static void report_status(worker *w, const char *package, uint64_t version,
         ds_warn("status-failed", "package=%s error=\"%s\"", package, err.msg);
 }
 
+static void rewind_partition(worker *w, int32_t partition);
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
                         void *opaque)
 {
     (void)rk;
     worker *w = opaque;
     ticket *t = m->_private;
+    if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR && t == NULL) {
+        ds_error("produce-failed", "topic=%s error=\"%s\"",
+                 rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+        return;
+    }
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        ds_error("produce-failed", "topic=%s error=\"%s\"%s",
+        /* A dead letter that cannot be written is never dropped: its
+         * event stays not done, so the commit point holds before it, and
+         * the partition goes back to it and tries again after a backoff
+         * (not while partitions are being given up: their next owner
+         * reads it again). */
+        part *p = part_get(w, t->partition);
+        bool retry =
+            !w->releasing && p != NULL && p->assigned && p->gen == t->gen;
+        ds_metrics_add_label(w->met, DS_L_ERRORS, "dead-letter", 1);
+        ds_error("dead-letter-failed",
+                 "site=%s partition=%d offset=%lld topic=%s error=\"%s\" "
+                 "note=\"not committed; %s\"",
+                 w->o->site, (int)t->partition, (long long)t->offset,
                  rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err),
-                 t ? " note=\"dead letter not written: its event stays "
-                     "uncommitted and is retried after a restart\""
-                   : "");
+                 retry ? "the partition rewinds to it and retries"
+                       : "read again by the partition's next owner");
+        int32_t partition = t->partition;
         free(t);
+        if (retry)
+            rewind_partition(w, partition);
         return;
     }
     if (t != NULL) {
@@ -1067,7 +1089,10 @@ static void release_partitions(worker *w,
         if (f->u != NULL && f->revoked)
             ds_update_join(f->u);
     handle_completions(w);
+    bool was = w->releasing;
+    w->releasing = true;
     rd_kafka_flush(w->producer, 10000);
+    w->releasing = was;
     commit(w, true, l);
     for (int i = 0; i < l->cnt; i++) {
         part *p = part_get(w, l->elems[i].partition);
@@ -1192,6 +1217,10 @@ static int make_clients(worker *w, ds_err *err)
     if ((rc = ds_kconf_set(pc, "client.id", cid, err)) < 0 ||
         (rc = ds_kconf_set(pc, "enable.idempotence", "true", err)) < 0 ||
         (rc = ds_kconf_set(pc, "linger.ms", "5", err)) < 0 ||
+        /* A dead letter not delivered within a minute fails, and its
+         * partition rewinds to it (on_delivery), rather than holding the
+         * commit point silently for librdkafka's default 5 minutes. */
+        (rc = ds_kconf_set(pc, "message.timeout.ms", "60000", err)) < 0 ||
         (rc = ds_kconf_apply(w->o->kc, pc, err)) < 0) {
         rd_kafka_conf_destroy(pc);
         return rc;
@@ -1338,6 +1367,7 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
     for (flight *f = w.flights; f != NULL; f = f->next)
         in_flight += f->u != NULL;
     ds_info("stopping", "site=%s in_flight=%u", o->site, in_flight);
+    w.releasing = true;
     drain_in_flight(&w);
     rd_kafka_flush(w.producer, 10000);
     commit(&w, true, NULL);
