@@ -237,6 +237,23 @@ make_random_tree() {
 
 # forget_pid PID: drop an exited process from PIDS (long loops start many;
 # the exit trap must never signal a recycled pid).
+# Background jobs that run for minutes (publisher loops) record their exit
+# status in $T/NAME.rc: started as
+#   ( ( BODY ) && echo 0 >"$T/NAME.rc" || echo $? >"$T/NAME.rc" ) &
+# This machine reuses PIDs within minutes (pid_max 32768, and Kafka's
+# threads take PIDs too), so `wait PID` or `kill -0 PID` long after a job
+# ended may name another process.
+job_done() { [ -e "$T/$1.rc" ]; }
+# wait_job NAME SECONDS: until NAME has ended; fail unless it exited 0.
+wait_job() {
+  local end=$((SECONDS + $2))
+  while ! job_done "$1"; do
+    [ $SECONDS -lt $end ] || fail "$1 still running after $2 s"
+    sleep 0.1
+  done
+  [ "$(cat "$T/$1.rc")" = 0 ] || fail "$1 exited $(cat "$T/$1.rc")"
+}
+
 forget_pid() {
   local keep=() p
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && [ "$p" != "$1" ] && keep+=("$p"); done

@@ -87,8 +87,8 @@ converged() {
   for P in "${PKGS[@]}"; do [ "$(current_version "$L" "$P")" = $NV ] || return 1; done
 }
 publishing() {
-  local p
-  for p in "${PUBS[@]}"; do kill -0 "$p" 2>/dev/null && return 0; done
+  local k
+  for k in $(seq $NPUB); do job_done "pub$k" || return 0; done
   return 1
 }
 
@@ -98,9 +98,8 @@ slot_start 1; slot_start 2
 # versions in order (one transactional id per package: a package's
 # publishes never overlap, or they would fence each other), with random
 # pauses so that updates keep coming during the storm.
-PUBS=()
 for k in $(seq $NPUB); do
-  (
+  ( (
     RANDOM=$((SEED + k))
     for v in $(seq $NV); do
       for i in $k $((k + NPUB)); do
@@ -111,8 +110,8 @@ for k in $(seq $NPUB); do
         rand_sleep 0 1500
       done
     done
-  ) &
-  PUBS+=($!); PIDS+=($!)   # the exit trap stops them too
+  ) && echo 0 >"$T/pub$k.rc" || echo $? >"$T/pub$k.rc" ) &
+  PIDS+=($!)   # the exit trap stops them too
 done
 
 # The storm: each action waits until some work was done since the last
@@ -145,9 +144,10 @@ while publishing || [ $actions -lt "$MIN_ACTIONS" ]; do
   actions=$((actions + 1)); last=$(progress)
 done
 reap_stopping all
-for p in "${PUBS[@]}"; do
-  wait "$p" || fail "a publisher failed: $(cat "$T"/pub*.err 2>/dev/null)"
-  forget_pid "$p"
+for k in $(seq $NPUB); do
+  job_done "pub$k" && [ "$(cat "$T/pub$k.rc")" != 0 ] &&
+    fail "a publisher failed: $(cat "$T"/pub*.err 2>/dev/null)"
+  wait_job "pub$k" 60
 done
 n=$(cat "$T"/pub*.out | grep -c '"package"' || true)
 [ "$n" = $((NP * NV)) ] || fail "published $n updates, expected $((NP * NV))"

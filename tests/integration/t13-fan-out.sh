@@ -26,21 +26,17 @@ for k in 0 1 2 3 4; do wait_log "w$k" 'msg=assigned .*partitions=[0-9]' 60; done
 for s in a b c shared; do start_sampler "smp-$s" "$T/lib-$s" "$T/src" "${PKGS[@]}"; done
 
 # One publisher loop per package, versions in order, no pause.
-PUBS=()
 for i in $(seq $NP); do
-  (
+  ( (
     P=$(pkg p$i)
     for v in $(seq $NV); do
       "$PKGPUB" -b "$B" -p "$P" -V "$v" --json --no-progress "$T/src/$P/$v" \
         >>"$T/pub$i.out" 2>>"$T/pkgpub.log" || exit 1
     done
-  ) &
-  PUBS+=($!); PIDS+=($!)   # the exit trap stops them too
+  ) && echo 0 >"$T/pub$i.rc" || echo $? >"$T/pub$i.rc" ) &
+  PIDS+=($!)   # the exit trap stops them too
 done
-for p in "${PUBS[@]}"; do
-  wait "$p" || fail "a publisher failed (see pkgpub.log)"
-  forget_pid "$p"
-done
+for i in $(seq $NP); do wait_job "pub$i" 300; done
 log "published $NP x $NV versions"
 
 want=(); for P in "${PKGS[@]}"; do want+=("$P=$NV"); done

@@ -42,9 +42,8 @@ if [ "$BROKER_KIND" = kafka ]; then FMIN=20 FSPREAD=130 FKB=16; else FMIN=5 FSPR
 # overlap: one transactional id per package). Each publish: a random
 # package of its own, next version, a fresh small tree. Successful
 # publishes are listed in $T/publishedK as "package version".
-PUBS=()
 for k in 1 2; do
-  (
+  ( (
     RANDOM=$((SEED + k)); declare -A ver
     mine=(); for i in $(seq $k 2 $NP); do mine+=("$(pkg p$i)"); done
     while [ -d "$T" ] && [ ! -e "$T/stop-publishing" ]; do
@@ -59,8 +58,8 @@ for k in 1 2; do
       fi
       rand_sleep 0 500
     done
-  ) &
-  PUBS+=($!); PIDS+=($!)   # the exit trap stops them too
+  ) && echo 0 >"$T/pub$k.rc" || echo $? >"$T/pub$k.rc" ) &
+  PIDS+=($!)   # the exit trap stops them too
 done
 
 start_sampler smp "$L" "$T/src" "${PKGS[@]}"
@@ -90,12 +89,7 @@ for c in $(seq "$CYCLES"); do
 done
 
 touch "$T/stop-publishing"
-for p in "${PUBS[@]}"; do
-  for _ in $(seq 600); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$p" 2>/dev/null && fail "a publisher loop did not stop within 60 s"
-  wait "$p" || fail "a publisher loop failed"
-  forget_pid "$p"
-done
+for k in 1 2; do wait_job "pub$k" 60; done
 [ -e "$T/pub-failures" ] && fail "publish failures: $(head -3 "$T/pub-failures")"
 UPDATES=$(cat "$T"/published* | wc -l)
 # The newest published version of each package.
