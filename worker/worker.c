@@ -50,6 +50,8 @@
 #define REWIND_BACKOFF_MAX_MS       60000
 #define GAUGE_INTERVAL_MS           1000
 #define HEALTH_TIMEOUT_MS           2000
+/* Asking the group's offsets blocks the consumer thread: briefly. */
+#define GROUP_OFFSET_TIMEOUT_MS 500
 
 /* What happens to later chunks of an update that is no longer active. */
 typedef enum fate {
@@ -211,7 +213,7 @@ static void update_gauges(worker *w)
             !w->parts[i].group_asked)
             rd_kafka_topic_partition_list_add(ask, DS_TOPIC_UPDATES, i);
     if (ask->cnt > 0 &&
-        rd_kafka_committed(w->consumer, ask, HEALTH_TIMEOUT_MS) ==
+        rd_kafka_committed(w->consumer, ask, GROUP_OFFSET_TIMEOUT_MS) ==
             RD_KAFKA_RESP_ERR_NO_ERROR)
         for (int i = 0; i < ask->cnt; i++) {
             part *p = &w->parts[ask->elems[i].partition];
