@@ -6,38 +6,64 @@
  *
  *   ktool put  -b BOOTSTRAP -t TOPIC -k KEY [-p PARTITION] FILE...
  *              (one event per FILE, in order, one producer)
+ *   ktool put  -b BOOTSTRAP -t TOPIC -l LIST [-r PER_SECOND]
+ *              (LIST: lines "KEY FILE"; at most PER_SECOND events a
+ *              second; prints "delivered partition=P offset=O key=K
+ *              ts=MS" per event, MS its create time: for benchmarks)
  *   ktool dump -b BOOTSTRAP -t TOPIC                  (until end of topic)
  *
  * dump prints: partition=P offset=O key=K len=N h.NAME="VALUE" ...
  */
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <librdkafka/rdkafka.h>
 
 #include "fsutil.h"
 #include "kconf.h"
 
+typedef struct put_state {
+    int failed;
+    int verbose; /* print a line per delivered event */
+} put_state;
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
                         void *opaque)
 {
     (void)rk;
+    put_state *ps = opaque;
     if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
         fprintf(stderr, "ktool put: delivery failed: %s\n",
                 rd_kafka_err2str(m->err));
-        (*(int *)opaque)++;
+        ps->failed++;
+    } else if (ps->verbose) {
+        printf("delivered partition=%d offset=%lld key=%.*s ts=%lld\n",
+               (int)m->partition, (long long)m->offset, (int)m->key_len,
+               (const char *)m->key,
+               (long long)rd_kafka_message_timestamp(m, NULL));
     }
 }
 
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* keys[i] may be NULL: then key. rate > 0: at most rate events a second. */
 static int put(const ds_kconf *kc, const char *topic, int32_t partition,
-               const char *key, char **files, int nfiles)
+               const char *key, char **keys, char **files, int nfiles,
+               double rate)
 {
     char errstr[512];
     ds_err err;
-    int failed = 0;
+    put_state ps = {0, keys != NULL};
     rd_kafka_conf_t *c = rd_kafka_conf_new();
-    rd_kafka_conf_set_opaque(c, &failed);
+    rd_kafka_conf_set_opaque(c, &ps);
     rd_kafka_conf_set_dr_msg_cb(c, on_delivery);
     if (ds_kconf_apply(kc, c, &err) < 0) {
         fprintf(stderr, "ktool put: %s\n", err.msg);
@@ -53,9 +79,14 @@ static int put(const ds_kconf *kc, const char *topic, int32_t partition,
         return 1;
     }
     int rc = 0;
+    uint64_t t0 = mono_ms();
     for (int i = 0; rc == 0 && i < nfiles; i++) {
         char *val = NULL;
         size_t len = 0;
+        const char *k = keys != NULL ? keys[i] : key;
+        while (rate > 0 && (double)(mono_ms() - t0) < 1000.0 * i / rate)
+            rd_kafka_poll(rk, 1);
+        rd_kafka_poll(rk, 0);
         if (ds_read_file(files[i], &val, &len, &err) < 0) {
             fprintf(stderr, "ktool put: %s\n", err.msg);
             rc = 1;
@@ -63,7 +94,7 @@ static int put(const ds_kconf *kc, const char *topic, int32_t partition,
         }
         rd_kafka_resp_err_t e = rd_kafka_producev(
             rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-            RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(val, len),
+            RD_KAFKA_V_KEY(k, strlen(k)), RD_KAFKA_V_VALUE(val, len),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
         free(val);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -73,7 +104,7 @@ static int put(const ds_kconf *kc, const char *topic, int32_t partition,
         }
     }
     if (rd_kafka_flush(rk, 15000) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        rd_kafka_outq_len(rk) > 0 || failed > 0) {
+        rd_kafka_outq_len(rk) > 0 || ps.failed > 0) {
         fprintf(stderr, "ktool put: not delivered to %s\n", topic);
         rc = 1;
     }
@@ -150,6 +181,40 @@ static int dump(const ds_kconf *kc, const char *topic)
     return eof < n ? 1 : 0;
 }
 
+/* LIST: one "KEY FILE" per line. Fills *keys and *files (malloc'd). */
+static int read_list(const char *path, char ***keys, char ***files, int *n)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        perror(path);
+        return -1;
+    }
+    char line[8192], k[1024], file[4096];
+    int cap = 0;
+    *n = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (sscanf(line, "%1023s %4095s", k, file) != 2)
+            continue;
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 1024;
+            char **nk = realloc(*keys, (size_t)cap * sizeof(*nk));
+            char **nf = nk ? realloc(*files, (size_t)cap * sizeof(*nf)) : NULL;
+            if (nk != NULL)
+                *keys = nk;
+            if (nk == NULL || nf == NULL) {
+                fclose(f);
+                return -1;
+            }
+            *files = nf;
+        }
+        (*keys)[*n] = strdup(k);
+        (*files)[*n] = strdup(file);
+        (*n)++;
+    }
+    fclose(f);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -157,15 +222,22 @@ int main(int argc, char **argv)
                 "usage: ktool put|dump -b B -t TOPIC [-k KEY FILE...]\n");
         return 2;
     }
-    const char *mode = argv[1], *topic = NULL, *key = "";
+    const char *mode = argv[1], *topic = NULL, *key = "", *list = NULL;
+    double rate = 0;
     int32_t partition = RD_KAFKA_PARTITION_UA;
     ds_kconf kc = {0};
     ds_err err;
     int c;
     argc--;
     argv++;
-    while ((c = getopt(argc, argv, "b:t:k:p:X:")) != -1) {
+    while ((c = getopt(argc, argv, "b:t:k:p:X:l:r:")) != -1) {
         switch (c) {
+        case 'l':
+            list = optarg;
+            break;
+        case 'r':
+            rate = atof(optarg);
+            break;
         case 'b':
             if (ds_kconf_bootstrap(&kc, optarg, &err) < 0) {
                 fprintf(stderr, "ktool: %s\n", err.msg);
@@ -192,8 +264,21 @@ int main(int argc, char **argv)
     int rc;
     if (topic == NULL)
         rc = 2;
-    else if (strcmp(mode, "put") == 0 && optind < argc)
-        rc = put(&kc, topic, partition, key, argv + optind, argc - optind);
+    else if (strcmp(mode, "put") == 0 && list != NULL) {
+        char **keys = NULL, **files = NULL;
+        int n = 0;
+        rc = read_list(list, &keys, &files, &n) < 0
+                 ? 2
+                 : put(&kc, topic, partition, NULL, keys, files, n, rate);
+        for (int i = 0; i < n; i++) {
+            free(keys[i]);
+            free(files[i]);
+        }
+        free(keys);
+        free(files);
+    } else if (strcmp(mode, "put") == 0 && optind < argc)
+        rc = put(&kc, topic, partition, key, NULL, argv + optind, argc - optind,
+                 rate);
     else if (strcmp(mode, "dump") == 0)
         rc = dump(&kc, topic);
     else
