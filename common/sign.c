@@ -102,26 +102,40 @@ static void stem(const char *path, char *out, size_t n)
         }
 }
 
-int ds_signer_load(const char *path, const char *key_id, ds_signer **out,
-                   ds_err *err)
+/* Read the Ed25519 key in PEM file path: private (PKCS#8) or public
+ * (SubjectPublicKeyInfo). what names it in errors ("signing key"). */
+static int read_ed25519(const char *path, int private, const char *what,
+                        const char *hint, EVP_PKEY **out, ds_err *err)
 {
-    char e[256], id[256];
+    char e[256];
     FILE *f = fopen(path, "r");
     if (f == NULL)
-        return ds_err_sys(err, "usage", "signing key %s: open", path);
-    EVP_PKEY *key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+        return ds_err_sys(err, "usage", "%s %s: open", what, path);
+    EVP_PKEY *key = private ? PEM_read_PrivateKey(f, NULL, NULL, NULL)
+                            : PEM_read_PUBKEY(f, NULL, NULL, NULL);
     fclose(f);
     if (key == NULL)
-        return ds_err_set(err, -EINVAL, "usage",
-                          "signing key %s: not a PEM private key (%s)", path,
+        return ds_err_set(err, -EINVAL, "usage", "%s %s: not a PEM %s key (%s)",
+                          what, path, private ? "private" : "public",
                           ossl_error(e, sizeof(e), "unreadable"));
     if (!EVP_PKEY_is_a(key, "ED25519")) {
         EVP_PKEY_free(key);
-        return ds_err_set(err, -EINVAL, "usage",
-                          "signing key %s: not an Ed25519 key (make one "
-                          "with pkgpub keygen)",
-                          path);
+        return ds_err_set(err, -EINVAL, "usage", "%s %s: not an Ed25519 key%s",
+                          what, path, hint);
     }
+    *out = key;
+    return 0;
+}
+
+int ds_signer_load(const char *path, const char *key_id, ds_signer **out,
+                   ds_err *err)
+{
+    char id[256];
+    EVP_PKEY *key = NULL;
+    int rc = read_ed25519(path, 1, "signing key",
+                          " (make one with pkgpub keygen)", &key, err);
+    if (rc < 0)
+        return rc;
     if (key_id == NULL) {
         stem(path, id, sizeof(id));
         key_id = id;
@@ -229,7 +243,7 @@ int ds_keyring_add_raw(ds_keyring *kr, const char *key_id,
 static int load_pub(ds_keyring *kr, const char *dir, const char *name,
                     ds_err *err)
 {
-    char path[4096], id[256], e[256];
+    char path[4096], id[256];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     stem(name, id, sizeof(id));
     if (!ds_key_id_valid(id, strlen(id)))
@@ -237,21 +251,9 @@ static int load_pub(ds_keyring *kr, const char *dir, const char *name,
                           "trusted key %s: \"%s\" is not a key id "
                           "([A-Za-z0-9][A-Za-z0-9._-]{0,63})",
                           path, id);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return ds_err_sys(err, "usage", "trusted key %s: open", path);
-    EVP_PKEY *key = PEM_read_PUBKEY(f, NULL, NULL, NULL);
-    fclose(f);
-    if (key == NULL)
-        return ds_err_set(err, -EINVAL, "usage",
-                          "trusted key %s: not a PEM public key (%s)", path,
-                          ossl_error(e, sizeof(e), "unreadable"));
-    if (!EVP_PKEY_is_a(key, "ED25519")) {
-        EVP_PKEY_free(key);
-        return ds_err_set(err, -EINVAL, "usage",
-                          "trusted key %s: not an Ed25519 key", path);
-    }
-    return keyring_add(kr, id, key, path, err);
+    EVP_PKEY *key = NULL;
+    int rc = read_ed25519(path, 0, "trusted key", "", &key, err);
+    return rc < 0 ? rc : keyring_add(kr, id, key, path, err);
 }
 
 int ds_keyring_load(const char *dir, ds_keyring **out, ds_err *err)

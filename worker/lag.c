@@ -41,32 +41,48 @@ static rd_kafka_t *client(const ds_lag_opts *o, const char *group,
     return rk;
 }
 
-/* Members and assignment from DescribeConsumerGroups. The embedded broker
- * does not implement it: then r->members stays -1 and a note says so. */
-/* The embedded broker (librdkafka's mock cluster, whose cluster id starts
- * with "mockCluster") does not implement DescribeConsumerGroups, and
- * librdkafka 2.0.2 trips an internal assertion when asked anyway. */
-static int embedded_broker(rd_kafka_t *rk, int timeout_ms)
+/* Which cluster answers: 1 the embedded broker (librdkafka's mock
+ * cluster, whose id starts with "mockCluster": it implements neither
+ * ListGroups nor DescribeConsumerGroups, and librdkafka 2.0.2 trips an
+ * internal assertion when asked anyway), 0 another, -1 none within
+ * timeout_ms. */
+static int cluster_kind(rd_kafka_t *rk, int timeout_ms)
 {
     char *id = rd_kafka_clusterid(rk, timeout_ms);
-    int mock = id != NULL && strncmp(id, "mockCluster", 11) == 0;
+    if (id == NULL)
+        return -1;
+    int mock = strncmp(id, "mockCluster", 11) == 0;
     rd_kafka_mem_free(rk, id);
     return mock;
 }
 
+/* A handle for admin requests. A producer: a consumer handle with an
+ * admin request in flight can hang in close (librdkafka 2.0.2). */
+static rd_kafka_t *admin_client(const ds_lag_opts *o, ds_err *err)
+{
+    char errs[512];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    if (ds_kconf_set(c, "log_level", "3", err) < 0 ||
+        ds_kconf_apply(o->kc, c, err) < 0) {
+        rd_kafka_conf_destroy(c);
+        return NULL;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errs, sizeof(errs));
+    if (rk == NULL) {
+        rd_kafka_conf_destroy(c);
+        ds_err_set(err, -EINVAL, "kafka", "create client: %s", errs);
+    }
+    return rk;
+}
+
+/* Members and assignment from DescribeConsumerGroups. The embedded broker
+ * does not implement it: then r->members stays -1 and a note says so. */
 static void describe(const ds_lag_opts *o, ds_lag_report *r)
 {
     const char *groups[] = {r->group};
-    char errs[512];
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
     ds_err err;
-    rd_kafka_t *rk = NULL;
-    /* A producer handle of its own: a consumer handle with an admin
-     * request in flight can hang in close (librdkafka 2.0.2). */
-    if (ds_kconf_set(c, "log_level", "3", &err) < 0 ||
-        ds_kconf_apply(o->kc, c, &err) < 0 ||
-        (rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errs, sizeof(errs))) == NULL) {
-        rd_kafka_conf_destroy(c);
+    rd_kafka_t *rk = admin_client(o, &err);
+    if (rk == NULL) {
         snprintf(r->note, sizeof(r->note), "members unknown: %.200s", err.msg);
         return;
     }
@@ -265,7 +281,7 @@ int ds_lag_collect(const ds_lag_opts *o, ds_lag_report *r, ds_err *err)
         snprintf(row->host, sizeof(row->host), "-");
         snprintf(row->client_id, sizeof(row->client_id), "-");
     }
-    if (embedded_broker(rk, o->timeout_ms))
+    if (cluster_kind(rk, o->timeout_ms) == 1)
         snprintf(r->note, sizeof(r->note),
                  "members and state unknown: the embedded broker does not "
                  "implement DescribeConsumerGroups");
@@ -379,28 +395,18 @@ int ds_lag_list_sites(const ds_lag_opts *o, char ***sites, int *n, ds_err *err)
 {
     *sites = NULL;
     *n = 0;
-    char errs[512];
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    rd_kafka_t *rk = NULL;
-    if (ds_kconf_set(c, "log_level", "3", err) < 0 ||
-        ds_kconf_apply(o->kc, c, err) < 0) {
-        rd_kafka_conf_destroy(c);
-        return -EINVAL;
-    }
-    if ((rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, errs, sizeof(errs))) == NULL) {
-        rd_kafka_conf_destroy(c);
-        return ds_err_set(err, -EINVAL, "kafka", "create client: %s", errs);
-    }
-    int rc = 0;
-    char *id = rd_kafka_clusterid(rk, o->timeout_ms);
-    if (id == NULL) {
+    rd_kafka_t *rk = admin_client(o, err);
+    if (rk == NULL)
+        return err && err->code ? err->code : -EINVAL;
+    int rc = 0, kind = cluster_kind(rk, o->timeout_ms);
+    if (kind < 0) {
         rc = ds_err_set(err, -EHOSTUNREACH, "kafka",
                         "list groups: no broker answered within %d ms (is "
                         "the broker running and -b right?)",
                         o->timeout_ms);
         goto out;
     }
-    if (strncmp(id, "mockCluster", 11) == 0) {
+    if (kind == 1) {
         rc = ds_err_set(err, -ENOTSUP, "kafka",
                         "--all-sites: the embedded broker does not implement "
                         "ListGroups; name the sites with --site (repeatable)");
@@ -454,8 +460,6 @@ int ds_lag_list_sites(const ds_lag_opts *o, char ***sites, int *n, ds_err *err)
     rd_kafka_AdminOptions_destroy(ao);
     rd_kafka_queue_destroy(q);
 out:
-    if (id != NULL)
-        rd_kafka_mem_free(rk, id);
     rd_kafka_destroy(rk);
     return rc;
 }
