@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "groupsync.h"
 #include "log.h"
 
 #define TOKEN_BYTES      8
@@ -37,10 +38,11 @@
  * Everything is done with *at() calls relative to descriptors opened with
  * O_NOFOLLOW, so a symlink planted in the library (a package directory,
  * .staging, versions) is refused instead of followed. The struct is
- * immutable after open (except the test-only fault hook), so threads may
- * share one handle; every call opens its own descriptors, including the
- * package lock, whose flock is per open file description and therefore
- * excludes threads of one process as well as other processes.
+ * immutable after open (except the test-only fault hook and the group
+ * sync, which has its own lock), so threads may share one handle; every call
+ * opens its own descriptors, including the package lock, whose flock is per
+ * open file description and therefore excludes threads of one process as well
+ * as other processes.
  */
 struct ds_library {
     char *root;    /* realpath of the library root */
@@ -49,6 +51,8 @@ struct ds_library {
     int tokenfd;   /* <token>.lock, flock(LOCK_EX) held until close */
     char token[TOKEN_LEN + 1];
     unsigned keep;
+    dev_t dev;        /* the root's filesystem */
+    ds_groupsync *gs; /* group commit of syncfs on it, shared by threads */
     ds_library_fault_fn fault;
     void *fault_ctx;
 };
@@ -297,6 +301,15 @@ int ds_library_open(const char *root, unsigned keep_versions, ds_library **out,
         goto fail;
     if ((rc = take_token(lib, err)) < 0)
         goto fail;
+    struct stat st;
+    if (fstat(lib->rootfd, &st) < 0) {
+        rc = ds_err_sys(err, "io-error", "stat %s", lib->root);
+        goto fail;
+    }
+    lib->dev = st.st_dev;
+    if ((rc = ds_groupsync_new(lib->rootfd, lib->root, NULL, NULL, &lib->gs,
+                               err)) < 0)
+        goto fail;
     close(dfd);
     *out = lib;
     return 0;
@@ -321,6 +334,7 @@ void ds_library_close(ds_library *lib)
         close(lib->tokenfd);
     }
     close_fd(lib->workersfd);
+    ds_groupsync_free(lib->gs);
     close_fd(lib->rootfd);
     free(lib->root);
     free(lib);
@@ -432,6 +446,31 @@ out:
     return rc;
 }
 
+/* Everything written so far on the library's filesystem is durable when
+ * this returns 0 (one syncfs shared with concurrent callers). what names
+ * the step in the error. */
+static int durable(ds_library *lib, const char *what, ds_err *err)
+{
+    ds_err gerr;
+    int rc = ds_groupsync_wait(lib->gs, &gerr);
+    if (rc < 0)
+        return ds_err_set(err, rc, "io-error", "sync %s: %s", what, gerr.msg);
+    return 0;
+}
+
+/* Directory fd's entries are durable when this returns 0: by the group
+ * sync when it lives on the library's filesystem (concurrent finalizes of
+ * other packages share it), else by its own fsync. */
+static int dir_durable(ds_library *lib, int fd, const char *shown, ds_err *err)
+{
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_dev == lib->dev)
+        return durable(lib, shown, err);
+    if (fsync(fd) < 0)
+        return ds_err_sys(err, "io-error", "fsync %s", shown);
+    return 0;
+}
+
 int ds_library_sync(ds_library *lib, const char *staging, ds_err *err)
 {
     char pkg[NAME_MAX_PKG + 1], name[STAGE_NAME_MAX + 1];
@@ -447,16 +486,27 @@ int ds_library_sync(ds_library *lib, const char *staging, ds_err *err)
      * filesystem that holds the staging tree. It writes back every dirty
      * page and all metadata of that filesystem, so every file's data,
      * every inode and every directory entry created under staging is
-     * durable when it returns; finalize then only needs to fsync the two
-     * directories its renames touch. The trade-off: a tree of thousands
-     * of small files costs one journal commit instead of thousands, but
-     * syncfs also flushes unrelated dirty data on the same filesystem,
-     * which can make it slow on a busy shared disk. (Since Linux 5.8 it
-     * also reports writeback errors seen on that filesystem.)
+     * durable when it returns. The trade-off: a tree of thousands of small
+     * files costs one journal commit instead of thousands, but syncfs also
+     * flushes unrelated dirty data on the same filesystem, which can make
+     * it slow on a busy shared disk. (Since Linux 5.8 it also reports
+     * writeback errors seen on that filesystem.)
+     *
+     * And because syncfs covers the whole filesystem, the threads of this
+     * process that need it at the same moment share one call (group
+     * commit, groupsync.h): a backlog of small updates pays one syncfs per
+     * batch, not one per update.
      */
-    rc = 0;
-    if (syncfs(fd) < 0)
-        rc = ds_err_sys(err, "io-error", "syncfs %s", staging);
+    struct stat st;
+    if (fstat(fd, &st) < 0) {
+        rc = ds_err_sys(err, "io-error", "stat %s", staging);
+    } else if (st.st_dev == lib->dev) {
+        rc = durable(lib, staging, err);
+    } else { /* a mount inside the library: sync that filesystem */
+        rc = 0;
+        if (syncfs(fd) < 0)
+            rc = ds_err_sys(err, "io-error", "syncfs %s", staging);
+    }
     close(fd);
     return rc;
 }
@@ -667,18 +717,14 @@ int ds_library_finalize(ds_library *lib, const char *package, uint64_t version,
     }
     /* Make the new entry in versions/ durable BEFORE current can point at
      * it: otherwise a power cut could leave current (once synced) pointing
-     * at a name the directory never recorded. */
-    if (fsync(verfd) < 0) {
-        rc = ds_err_sys(err, "io-error", "fsync %s/%s/versions", lib->root,
-                        package);
+     * at a name the directory never recorded. For a package's first
+     * version the package directory itself is new; its entry in the root
+     * must survive a power cut as well (one group sync covers both). */
+    snprintf(shown, sizeof(shown), "%s/%s/versions", lib->root, package);
+    if ((rc = dir_durable(lib, verfd, shown, err)) < 0)
         goto out;
-    }
-    /* For a package's first version the package directory itself is new;
-     * its entry in the root must survive a power cut as well. */
-    if (cur == 0 && fsync(lib->rootfd) < 0) {
-        rc = ds_err_sys(err, "io-error", "fsync %s", lib->root);
+    if (cur == 0 && (rc = dir_durable(lib, lib->rootfd, lib->root, err)) < 0)
         goto out;
-    }
 
     /* symlink(2) cannot replace an existing name, rename(2) can, and
      * atomically: readers see the old target or the new one, never no
@@ -703,13 +749,12 @@ int ds_library_finalize(ds_library *lib, const char *package, uint64_t version,
     }
     if ((rc = fault(lib, "before-fsync", package, version, err)) < 0)
         goto out;
-    /* Without this fsync the swap of current can vanish after a power cut
+    /* Without this sync the swap of current can vanish after a power cut
      * even though the caller already committed the Kafka offset: the
      * update would be lost for good. Only after it may the offset move. */
-    if (fsync(pkgfd) < 0) {
-        rc = ds_err_sys(err, "io-error", "fsync %s/%s", lib->root, package);
+    snprintf(shown, sizeof(shown), "%s/%s", lib->root, package);
+    if ((rc = dir_durable(lib, pkgfd, shown, err)) < 0)
         goto out;
-    }
     *result = DS_FINALIZED;
 
     /* The version is live and durable; a failed prune only leaves extra

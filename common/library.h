@@ -17,9 +17,16 @@
  * Finalize, under the package lock (flock on .lock, which excludes other
  * processes and other threads alike): if current points at a version >= V,
  * the staging tree is discarded (stale/duplicate, not an error); otherwise
- * staging is renamed to versions/V, a temporary symlink is renamed over
- * current, and the package directory is fsynced. current never moves
- * backwards and never points at a partial tree.
+ * staging is renamed to versions/V (made durable), a temporary symlink is
+ * renamed over current, and that swap is made durable before finalize
+ * returns. current never moves backwards and never points at a partial
+ * tree.
+ *
+ * Durability points (the staged tree, the versions/ entry, the swap) are
+ * syncfs(2) calls on the library's filesystem, shared by the threads that
+ * reach one at the same moment (groupsync.h): under load many finalizes
+ * cost one syncfs each step. A directory on another filesystem (a mount
+ * inside the library) is fsynced on its own.
  */
 #ifndef DS_LIBRARY_H
 #define DS_LIBRARY_H
@@ -67,7 +74,7 @@ int ds_library_stage(ds_library *lib, const char *package, const char *tag,
 
 /* Make everything written under staging durable: one syncfs(2) on its
  * filesystem (ostree's strategy), which covers every file and directory
- * written into it. */
+ * written into it, shared with concurrent callers. */
 int ds_library_sync(ds_library *lib, const char *staging, ds_err *err);
 
 /* Finalize staging as version of package (see above), then prune versions

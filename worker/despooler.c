@@ -79,6 +79,10 @@ static void usage_run(FILE *out)
         "                            default 0 = no cap)\n"
         "  --max-entries N           refuse archives with more entries\n"
         "  --max-window-log N        zstd window limit (default 27)\n"
+        "Throughput:\n"
+        "  --max-in-flight N         updates extracted at once once all their\n"
+        "                            chunks are in (default 16); at the limit\n"
+        "                            fetching pauses until one finishes\n"
         "  --trusted-keys DIR        require updates signed (Ed25519) by a\n"
         "                            key in DIR/<key_id>.pub; others go to\n"
         "                            the DLQ as bad-signature\n"
@@ -232,6 +236,7 @@ enum {
     OPT_MAX_SIZE,
     OPT_MAX_ENTRIES,
     OPT_WINDOW,
+    OPT_MAX_IN_FLIGHT,
     OPT_METRICS,
     OPT_TRUSTED_KEYS,
     OPT_ALL_SITES,
@@ -257,6 +262,7 @@ static int cmd_run(int argc, char **argv)
         {"max-update-size", required_argument, NULL, OPT_MAX_SIZE},
         {"max-entries", required_argument, NULL, OPT_MAX_ENTRIES},
         {"max-window-log", required_argument, NULL, OPT_WINDOW},
+        {"max-in-flight", required_argument, NULL, OPT_MAX_IN_FLIGHT},
         {"metrics", required_argument, NULL, OPT_METRICS},
         {"trusted-keys", required_argument, NULL, OPT_TRUSTED_KEYS},
         {"help", no_argument, NULL, 'h'},
@@ -268,6 +274,7 @@ static int cmd_run(int argc, char **argv)
         .keep_versions = 2,
         .incomplete_timeout_ms = 300000,
         .max_window_log = 27,
+        .max_in_flight = 16,
         .stop = &stop_flag,
     };
     int c, rc = 0;
@@ -308,6 +315,11 @@ static int cmd_run(int argc, char **argv)
             if (ds_parse_u64(optarg, &v) < 0 || v < 10 || v > 31)
                 rc = fail("run", "--max-window-log: expected 10..31");
             o.max_window_log = (unsigned)v;
+            break;
+        case OPT_MAX_IN_FLIGHT:
+            if (ds_parse_u64(optarg, &v) < 0 || v < 1 || v > 1024)
+                rc = fail("run", "--max-in-flight: expected 1..1024");
+            o.max_in_flight = (unsigned)v;
             break;
         case OPT_METRICS:
             o.metrics_addr = optarg;

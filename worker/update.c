@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "progress.h"
@@ -50,6 +51,11 @@ struct ds_update {
 void ds_completions_init(ds_completions *cq, void (*wake)(void *), void *ctx)
 {
     pthread_mutex_init(&cq->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&cq->cv, &ca);
+    pthread_condattr_destroy(&ca);
     cq->head = NULL;
     cq->wake = wake;
     cq->wake_ctx = ctx;
@@ -57,6 +63,7 @@ void ds_completions_init(ds_completions *cq, void (*wake)(void *), void *ctx)
 
 void ds_completions_destroy(ds_completions *cq)
 {
+    pthread_cond_destroy(&cq->cv);
     pthread_mutex_destroy(&cq->mu);
 }
 
@@ -68,6 +75,7 @@ static void post(ds_completions *cq, ds_update *u)
     while (*pp != NULL)
         pp = &(*pp)->next;
     *pp = u;
+    pthread_cond_signal(&cq->cv);
     pthread_mutex_unlock(&cq->mu);
     if (cq->wake != NULL)
         cq->wake(cq->wake_ctx);
@@ -80,6 +88,23 @@ ds_update *ds_completions_take(ds_completions *cq)
     cq->head = NULL;
     pthread_mutex_unlock(&cq->mu);
     return list;
+}
+
+void ds_completions_wait(ds_completions *cq, unsigned timeout_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&cq->mu);
+    while (cq->head == NULL &&
+           pthread_cond_timedwait(&cq->cv, &cq->mu, &until) == 0)
+        ;
+    pthread_mutex_unlock(&cq->mu);
 }
 
 /* unpack's source: the next chunk's payload, 0 after the last chunk. */

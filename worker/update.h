@@ -38,6 +38,7 @@ typedef struct ds_update ds_update;
  * each post so the consumer thread's poll returns promptly. */
 typedef struct ds_completions {
     pthread_mutex_t mu;
+    pthread_cond_t cv; /* signalled on post */
     ds_update *head;
     void (*wake)(void *ctx);
     void *wake_ctx;
@@ -48,6 +49,9 @@ void ds_completions_destroy(ds_completions *cq);
 /* Detach and return the list of finished updates (linked by
  * ds_update_next()), oldest first, or NULL. */
 ds_update *ds_completions_take(ds_completions *cq);
+/* Wait up to timeout_ms for a finished update to be posted (returns at
+ * once if one is waiting). */
+void ds_completions_wait(ds_completions *cq, unsigned timeout_ms);
 
 typedef struct ds_update_opts {
     ds_library *lib;

@@ -17,6 +17,10 @@
  * - A partition's committed offset never passes an event that is not done;
  *   with nothing pending, it is the consumer's position, which librdkafka
  *   moves past transaction markers, so a caught-up site shows lag 0.
+ * - At most --max-in-flight updates whose chunks have all arrived are
+ *   extracting at once; at that limit the consumer takes no more events
+ *   until one finishes (flow_control). Updates still waiting for chunks
+ *   do not count: they need the consumer to fetch more.
  * - On revoke, in-flight updates of the revoked partitions are cancelled
  *   (staging removed, nothing committed for them); updates that got past
  *   the point of no return finish and are committed before the partitions
@@ -50,6 +54,10 @@
 #define REWIND_BACKOFF_MAX_MS       60000
 #define GAUGE_INTERVAL_MS           1000
 #define HEALTH_TIMEOUT_MS           2000
+/* While throttled (--max-in-flight), the consumer still polls this often:
+ * rebalances wait at most this long, and at most one event per interval
+ * goes over the limit. */
+#define THROTTLED_POLL_MS 10000
 /* Asking the group's offsets blocks the consumer thread: briefly. */
 #define GROUP_OFFSET_TIMEOUT_MS 500
 
@@ -67,9 +75,10 @@ typedef struct flight {
     ds_event hdr;     /* chunk 0's header (data not kept) */
     int64_t *offsets; /* offsets of chunks taken so far */
     uint32_t noffsets, cap;
-    uint32_t next_chunk; /* index expected next */
-    uint64_t last_ms;    /* monotonic time of the last chunk */
-    ds_update *u;        /* thread while ACTIVE, else NULL */
+    uint32_t next_chunk;    /* index expected next */
+    uint64_t last_ms;       /* monotonic time of the last chunk */
+    uint64_t throttle_mark; /* throttled_ms() at the last chunk */
+    ds_update *u;           /* thread while ACTIVE, else NULL */
     fate fate;
     char reason[DS_REASON_MAX];
     char detail[DS_ERRMSG_MAX];
@@ -113,6 +122,9 @@ typedef struct worker {
     bool dirty;
     bool fatal;
     bool releasing; /* flushing at a revoke or at shutdown: no rewinds */
+    bool throttled; /* --max-in-flight reached: not taking events */
+    uint64_t throttle_since, throttle_total_ms, last_poll_ms;
+    unsigned peak_ready; /* most updates extracting at once, for the log */
     counters n;
     ds_keyring *keys;    /* --trusted-keys, or NULL: signatures unchecked */
     ds_metrics *met;     /* NULL without --metrics */
@@ -542,6 +554,45 @@ static void resume_due(worker *w)
     }
 }
 
+/* ---- flow control (--max-in-flight) ---------------------------------- */
+
+/* Time spent throttled so far, the current stretch included. */
+static uint64_t throttled_ms(const worker *w, uint64_t now)
+{
+    return w->throttle_total_ms + (w->throttled ? now - w->throttle_since : 0);
+}
+
+/* Bound the updates extracting at once: a backlog of small updates would
+ * otherwise start a thread, a zstd context and a tar reader for every one
+ * the consumer hands over, hundreds at a time. At the limit the consumer
+ * stops taking events (librdkafka's prefetch is bounded by
+ * queued.max.messages.kbytes) and waits for completions instead; see the
+ * main loop. Pausing the partitions instead would keep rebalances served,
+ * but librdkafka 2.0 resumes a paused partition's fetching only after a
+ * delay (measured: ~0.5 s per pause/resume cycle, 18 updates/s), so
+ * stopping the poll is the better trade: a rebalance waits at most until
+ * an update finishes (or THROTTLED_POLL_MS). Updates waiting for chunks do
+ * not count, and the time spent throttled does not count against their
+ * incomplete timeout (check_timeouts). */
+static void flow_control(worker *w)
+{
+    unsigned ready = 0;
+    for (flight *f = w->flights; f != NULL; f = f->next)
+        ready += f->u != NULL && all_chunks_seen(f);
+    if (ready > w->peak_ready)
+        w->peak_ready = ready;
+    bool want = ready >= (w->o->max_in_flight ? w->o->max_in_flight : 1);
+    if (want == w->throttled)
+        return;
+    uint64_t now = ds_mono_ms();
+    if (want) {
+        w->throttle_since = now;
+    } else {
+        w->throttle_total_ms += now - w->throttle_since;
+    }
+    w->throttled = want;
+}
+
 /* ---- completions --------------------------------------------------- */
 
 /* Cancel the older, still-active updates of a package that just got a
@@ -763,6 +814,7 @@ static flight *new_flight(worker *w, const rd_kafka_message_t *m,
     f->hdr.data = NULL;
     f->hdr.data_len = 0;
     f->last_ms = ds_mono_ms();
+    f->throttle_mark = throttled_ms(w, f->last_ms);
     f->next = w->flights;
     w->flights = f;
     return f;
@@ -965,22 +1017,28 @@ static void chunk_to_flight(worker *w, flight *f, rd_kafka_message_t *m,
     }
     f->next_chunk++;
     f->last_ms = ds_mono_ms();
+    f->throttle_mark = throttled_ms(w, f->last_ms);
 }
 
 /* Updates whose chunks stopped arriving must not hold the commit point
- * forever (DESIGN.md): after --incomplete-timeout they are cancelled and
+ * forever (DESIGN.md): after --incomplete-timeout of fetching (time spent
+ * throttled by --max-in-flight does not count) they are cancelled and
  * dead-lettered as incomplete. Retired updates are forgotten after the
  * same time. */
 static void check_timeouts(worker *w)
 {
     uint64_t now = ds_mono_ms();
     uint64_t limit = w->o->incomplete_timeout_ms;
+    uint64_t throttled = throttled_ms(w, now);
     for (flight *f = w->flights, *nx; f != NULL; f = nx) {
         nx = f->next;
         if (now - f->last_ms < limit)
             continue;
         if (f->u != NULL) {
-            if (!all_chunks_seen(f) && !f->timed_out) {
+            /* Time the consumer spent throttled, not fetching, is not the
+             * sender's delay. */
+            uint64_t idle = now - f->last_ms - (throttled - f->throttle_mark);
+            if (!all_chunks_seen(f) && !f->timed_out && idle >= limit) {
                 f->timed_out = true;
                 ds_update_cancel(f->u);
             }
@@ -1333,7 +1391,17 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
             removed);
 
     while (!*o->stop && !w.fatal) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(w.consumer, 100);
+        /* Throttled: wait for an update to finish rather than take more
+         * events, but poll now and then anyway (one event at most) so
+         * that rebalances are served and max.poll.interval.ms is kept. */
+        rd_kafka_message_t *m = NULL;
+        uint64_t now = ds_mono_ms();
+        if (!w.throttled || now - w.last_poll_ms >= THROTTLED_POLL_MS) {
+            m = rd_kafka_consumer_poll(w.consumer, 100);
+            w.last_poll_ms = now;
+        } else {
+            ds_completions_wait(&w.comp, 100);
+        }
         if (m != NULL) {
             if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                 handle_event(&w, m);
@@ -1345,6 +1413,7 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
             }
         }
         handle_completions(&w);
+        flow_control(&w);
         rd_kafka_poll(w.producer, 0);
         check_timeouts(&w);
         resume_due(&w);
@@ -1378,8 +1447,10 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
     rd_kafka_flush(w.producer, 10000);
     ds_info("stopped",
             "site=%s finalized=%" PRIu64 " discarded=%" PRIu64
-            " dead_lettered=%" PRIu64 " local_errors=%" PRIu64,
-            o->site, w.n.finalized, w.n.stale, w.n.dead, w.n.ioerrors);
+            " dead_lettered=%" PRIu64 " local_errors=%" PRIu64
+            " peak_in_flight=%u",
+            o->site, w.n.finalized, w.n.stale, w.n.dead, w.n.ioerrors,
+            w.peak_ready);
 out:
     cleanup(&w);
     return rc;

@@ -22,6 +22,7 @@ typedef struct ds_worker_opts {
     uint64_t max_update_size;       /* declared size cap, 0 = none */
     uint64_t max_entries;           /* tar entries cap, 0 = none */
     unsigned max_window_log;        /* zstd window cap, 0 = default */
+    unsigned max_in_flight;         /* updates extracting at once, >= 1 */
     const char *metrics_addr;       /* --metrics HOST:PORT, or NULL */
     const char *trusted_keys;       /* require signatures by these, or NULL */
     volatile sig_atomic_t *stop;    /* set by SIGTERM/SIGINT */
