@@ -9,7 +9,8 @@
  *   ktool put  -b BOOTSTRAP -t TOPIC -l LIST [-r PER_SECOND]
  *              (LIST: lines "KEY FILE"; at most PER_SECOND events a
  *              second; prints "delivered partition=P offset=O key=K
- *              ts=MS" per event, MS its create time: for benchmarks)
+ *              ts=MS" per event, MS the wall clock when it was produced,
+ *              also its create time: for benchmarks)
  *   ktool dump -b BOOTSTRAP -t TOPIC                  (until end of topic)
  *
  * dump prints: partition=P offset=O key=K len=N h.NAME="VALUE" ...
@@ -40,11 +41,20 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m,
                 rd_kafka_err2str(m->err));
         ps->failed++;
     } else if (ps->verbose) {
+        /* The produce time travels as the message's opaque: the
+         * embedded broker answers every produce with a fixed
+         * LogAppendTime, which replaces the create time here. */
         printf("delivered partition=%d offset=%lld key=%.*s ts=%lld\n",
                (int)m->partition, (long long)m->offset, (int)m->key_len,
-               (const char *)m->key,
-               (long long)rd_kafka_message_timestamp(m, NULL));
+               (const char *)m->key, (long long)(intptr_t)m->_private);
     }
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static uint64_t mono_ms(void)
@@ -92,9 +102,11 @@ static int put(const ds_kconf *kc, const char *topic, int32_t partition,
             rc = 1;
             break;
         }
+        int64_t now = wall_ms();
         rd_kafka_resp_err_t e = rd_kafka_producev(
             rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
             RD_KAFKA_V_KEY(k, strlen(k)), RD_KAFKA_V_VALUE(val, len),
+            RD_KAFKA_V_TIMESTAMP(now), RD_KAFKA_V_OPAQUE((void *)(intptr_t)now),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
         free(val);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
