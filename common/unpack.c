@@ -23,6 +23,9 @@
 #include <limits.h>
 #include <locale.h>
 #include <openssl/evp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,6 +37,15 @@
 #define UNPACK_PATH_MAX 4096 /* longest entry path or link target accepted */
 #define UNPACK_NAME_MAX 255  /* longest path component accepted */
 
+/* Streams declaring more than PIPE_MIN_SIZE bytes (by default) are
+ * decompressed and hashed by a helper thread while the calling thread
+ * parses the tar and writes files: PIPE_SLOTS output buffers of PIPE_SLOT
+ * bytes between them. Small streams stay on the calling thread: a thread
+ * costs more than it saves there. */
+#define PIPE_MIN_SIZE (1024 * 1024)
+#define PIPE_SLOTS    4
+#define PIPE_SLOT     (1024 * 1024)
+
 /* A directory whose mode and mtime are applied once its content is in. */
 typedef struct dir_fixup {
     size_t path_off; /* into fixbuf, NUL-terminated */
@@ -43,21 +55,61 @@ typedef struct dir_fixup {
     struct timespec mtime;
 } dir_fixup;
 
-typedef struct unpacker {
+/*
+ * The decompression side: source pieces in, verified uncompressed bytes
+ * out. Used by one thread at a time: the calling thread for small streams,
+ * else only the helper thread until it is joined. It alone calls the
+ * source, so the source is never called from two threads at once.
+ */
+typedef struct zsrc {
     const char *dest;
     const ds_unpack_opts *opts;
-    ds_err *err;
-    int rc; /* first failure raised inside the read callback */
+    ds_err *err; /* the caller's for small streams, the pipe's otherwise */
+    int rc;      /* first failure, sticky */
     ds_unpack_read_fn rd;
     void *rd_ctx;
+    atomic_int *stop; /* pipe: set once the tar side has stopped reading */
 
     ZSTD_DCtx *dctx;
     ZSTD_inBuffer in;
     int in_eof;     /* rd returned 0 */
     int frame_done; /* ZSTD_decompressStream returned 0: frame complete */
-    uint8_t *out;
     EVP_MD_CTX *md;
-    uint64_t size, zsize, entries;
+    uint64_t size, zsize;
+} zsrc;
+
+/*
+ * The hand-over between the helper thread (producer: fills slots with
+ * zsrc_next) and the calling thread (consumer: gives them to libarchive).
+ * Slots are taken in ring order; nfull counts slots published and not yet
+ * released, including the one libarchive holds (its buffer stays valid
+ * until the next read callback, which releases it).
+ */
+typedef struct zpipe {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t filled; /* producer -> consumer: a slot, or done */
+    pthread_cond_t freed;  /* consumer -> producer: a slot, or stop */
+    uint8_t *slot[PIPE_SLOTS];
+    size_t len[PIPE_SLOTS];
+    unsigned rd, wr, nfull;
+    int held;        /* consumer holds slot rd */
+    int done;        /* producer finished: end of stream, or prc < 0 */
+    int prc;         /* producer's failure, described in perr */
+    ds_err perr;     /* the producer's own: the consumer may be writing err */
+    atomic_int stop; /* consumer gave up: producer exits, calls rd no more */
+} zpipe;
+
+typedef struct unpacker {
+    const char *dest;
+    const ds_unpack_opts *opts;
+    ds_err *err;
+    int rc; /* first failure raised inside the read callback */
+    zsrc z;
+    zpipe *p;     /* NULL: decompression runs on this thread, into out */
+    uint8_t *out; /* small streams only: outcap bytes */
+    size_t outcap;
+    uint64_t entries;
 
     int dest_fd;
     /* The last parent directory opened, kept open: entries arrive depth
@@ -77,106 +129,272 @@ typedef struct unpacker {
 
 /* --- decompression: the read side of libarchive ------------------------- */
 
-static int fail_cb(unpacker *u, int rc)
+static int fail_z(zsrc *z, int rc)
 {
-    u->rc = rc;
+    z->rc = rc;
     return rc;
 }
 
 /*
- * Produce the next piece of the uncompressed stream in u->out. Returns its
- * length (> 0), 0 at the end (the frame is complete and rd has no more
- * bytes), or a negative code with u->rc set. Every byte returned has been
- * hashed and counted, and never takes the total past the declared size.
+ * Produce the next piece of the uncompressed stream into dst (cap > 0
+ * bytes). Returns its length (> 0), 0 at the end (the frame is complete
+ * and rd has no more bytes), or a negative code with z->rc set and z->err
+ * filled. Every byte returned has been hashed and counted, and never takes
+ * the total past the declared size: the output window is clipped to one
+ * byte past it, so decompression stops as soon as it would be exceeded.
  */
-static ssize_t next_output(unpacker *u)
+static ssize_t zsrc_next(zsrc *z, uint8_t *dst, size_t cap)
 {
-    if (u->rc != 0)
-        return u->rc;
+    if (z->rc != 0)
+        return z->rc;
     for (;;) {
-        if (u->in.pos == u->in.size && !u->in_eof) {
+        if (z->in.pos == z->in.size && !z->in_eof) {
+            /* The tar side failed: its error stands, and the source is not
+             * asked for more (its next piece may never come). */
+            if (z->stop != NULL && atomic_load(z->stop))
+                return fail_z(z, -ECANCELED);
             const void *buf = NULL;
-            ssize_t n = u->rd(u->rd_ctx, &buf);
+            ssize_t n = z->rd(z->rd_ctx, &buf);
             if (n < 0)
-                return fail_cb(u, ds_err_set(u->err, -ECANCELED, "cancelled",
-                                             "unpack %s: source aborted after "
-                                             "%llu compressed bytes (code %zd)",
-                                             u->dest,
-                                             (unsigned long long)u->zsize, n));
+                return fail_z(z, ds_err_set(z->err, -ECANCELED, "cancelled",
+                                            "unpack %s: source aborted after "
+                                            "%llu compressed bytes (code %zd)",
+                                            z->dest,
+                                            (unsigned long long)z->zsize, n));
             if (n == 0) {
-                u->in_eof = 1;
+                z->in_eof = 1;
             } else {
-                u->in = (ZSTD_inBuffer){buf, (size_t)n, 0};
-                u->zsize += (uint64_t)n;
+                z->in = (ZSTD_inBuffer){buf, (size_t)n, 0};
+                z->zsize += (uint64_t)n;
             }
         }
-        if (u->frame_done) {
+        if (z->frame_done) {
             /* The payload is exactly one frame: anything after it (a second
              * frame, a skippable frame, junk) means the stream is not what
              * the producer wrote. */
-            if (u->in.pos < u->in.size)
-                return fail_cb(
-                    u, ds_err_set(u->err, -EBADMSG, "corrupt-zstd",
+            if (z->in.pos < z->in.size)
+                return fail_z(
+                    z, ds_err_set(z->err, -EBADMSG, "corrupt-zstd",
                                   "unpack %s: data after the end of the zstd "
                                   "frame at compressed offset %llu",
-                                  u->dest,
-                                  (unsigned long long)(u->zsize - u->in.size +
-                                                       u->in.pos)));
-            if (u->in_eof)
+                                  z->dest,
+                                  (unsigned long long)(z->zsize - z->in.size +
+                                                       z->in.pos)));
+            if (z->in_eof)
                 return 0;
             continue;
         }
-        ZSTD_outBuffer out = {u->out, UNPACK_OUT_BUF, 0};
-        size_t r = ZSTD_decompressStream(u->dctx, &out, &u->in);
+        /* The frame's own content size is the sender's claim too: only the
+         * declared size bounds what we accept. */
+        uint64_t room = z->opts->size - z->size;
+        ZSTD_outBuffer out = {dst, room < cap ? (size_t)room + 1 : cap, 0};
+        size_t r = ZSTD_decompressStream(z->dctx, &out, &z->in);
         if (ZSTD_isError(r) &&
             ZSTD_getErrorCode(r) == ZSTD_error_frameParameter_windowTooLarge)
-            return fail_cb(u, ds_err_set(u->err, -EFBIG, "too-large",
-                                         "unpack %s: the zstd frame needs a "
-                                         "window larger than 2^%u bytes "
-                                         "(--max-window-log)",
-                                         u->dest,
-                                         u->opts->max_window_log
-                                             ? u->opts->max_window_log
-                                             : 27));
+            return fail_z(z, ds_err_set(z->err, -EFBIG, "too-large",
+                                        "unpack %s: the zstd frame needs a "
+                                        "window larger than 2^%u bytes "
+                                        "(--max-window-log)",
+                                        z->dest,
+                                        z->opts->max_window_log
+                                            ? z->opts->max_window_log
+                                            : 27));
         if (ZSTD_isError(r))
-            return fail_cb(u, ds_err_set(u->err, -EBADMSG, "corrupt-zstd",
-                                         "unpack %s: zstd decompress near "
-                                         "compressed offset %llu: %s",
-                                         u->dest, (unsigned long long)u->zsize,
-                                         ZSTD_getErrorName(r)));
+            return fail_z(z, ds_err_set(z->err, -EBADMSG, "corrupt-zstd",
+                                        "unpack %s: zstd decompress near "
+                                        "compressed offset %llu: %s",
+                                        z->dest, (unsigned long long)z->zsize,
+                                        ZSTD_getErrorName(r)));
         if (r == 0)
-            u->frame_done = 1;
+            z->frame_done = 1;
         if (out.pos > 0) {
-            /* The frame's own content size is the sender's claim too: only
-             * the declared size bounds what we accept. */
-            if (out.pos > u->opts->size - u->size)
-                return fail_cb(
-                    u, ds_err_set(u->err, -EFBIG, "too-large",
+            if (out.pos > room)
+                return fail_z(
+                    z, ds_err_set(z->err, -EFBIG, "too-large",
                                   "unpack %s: uncompressed stream exceeds the "
                                   "declared size of %llu bytes",
-                                  u->dest, (unsigned long long)u->opts->size));
-            if (EVP_DigestUpdate(u->md, u->out, out.pos) != 1)
-                return fail_cb(u,
-                               ds_err_set(u->err, -EIO, "internal",
-                                          "unpack %s: sha256 update", u->dest));
-            u->size += out.pos;
+                                  z->dest, (unsigned long long)z->opts->size));
+            if (EVP_DigestUpdate(z->md, dst, out.pos) != 1)
+                return fail_z(z,
+                              ds_err_set(z->err, -EIO, "internal",
+                                         "unpack %s: sha256 update", z->dest));
+            z->size += out.pos;
             return (ssize_t)out.pos;
         }
-        if (!u->frame_done && u->in_eof && u->in.pos == u->in.size)
-            return fail_cb(u,
-                           ds_err_set(u->err, -EBADMSG, "corrupt-zstd",
-                                      "unpack %s: zstd stream truncated "
-                                      "after %llu compressed bytes",
-                                      u->dest, (unsigned long long)u->zsize));
+        if (!z->frame_done && z->in_eof && z->in.pos == z->in.size)
+            return fail_z(z, ds_err_set(z->err, -EBADMSG, "corrupt-zstd",
+                                        "unpack %s: zstd stream truncated "
+                                        "after %llu compressed bytes",
+                                        z->dest, (unsigned long long)z->zsize));
     }
+}
+
+/* --- the pipe: decompression on a helper thread -------------------------- */
+
+/* The helper thread: fill free slots until the stream ends, fails, or the
+ * consumer stops. A slot is published only once full (or at the end), so
+ * libarchive gets large pieces and pwrite large blocks. */
+static void *pipe_main(void *arg)
+{
+    unpacker *u = arg;
+    zpipe *p = u->p;
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (p->nfull == PIPE_SLOTS && !atomic_load(&p->stop))
+            pthread_cond_wait(&p->freed, &p->mu);
+        unsigned w = p->wr;
+        pthread_mutex_unlock(&p->mu);
+        if (atomic_load(&p->stop))
+            break;
+        /* Slot w is ours until published: the consumer reads only slots
+         * counted in nfull. */
+        size_t fill = 0;
+        ssize_t n = 1;
+        while (fill < PIPE_SLOT && !atomic_load(&p->stop)) {
+            n = zsrc_next(&u->z, p->slot[w] + fill, PIPE_SLOT - fill);
+            if (n <= 0)
+                break;
+            fill += (size_t)n;
+        }
+        pthread_mutex_lock(&p->mu);
+        if (fill > 0) {
+            p->len[w] = fill;
+            p->wr = (w + 1) % PIPE_SLOTS;
+            p->nfull++;
+        }
+        if (n <= 0) {
+            p->done = 1;
+            p->prc = (int)n;
+        }
+        pthread_cond_signal(&p->filled);
+        pthread_mutex_unlock(&p->mu);
+        if (n <= 0)
+            break;
+    }
+    return NULL;
+}
+
+static void pipe_free(zpipe *p)
+{
+    if (p == NULL)
+        return;
+    for (int i = 0; i < PIPE_SLOTS; i++)
+        free(p->slot[i]);
+    pthread_cond_destroy(&p->freed);
+    pthread_cond_destroy(&p->filled);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+/* Start the helper. On failure nothing is running and u->p stays NULL:
+ * the stream is then decompressed on this thread, as a small one is. */
+static void pipe_start(unpacker *u)
+{
+    zpipe *p = calloc(1, sizeof(*p));
+    if (p == NULL)
+        return;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->filled, NULL);
+    pthread_cond_init(&p->freed, NULL);
+    atomic_init(&p->stop, 0);
+    for (int i = 0; i < PIPE_SLOTS; i++) {
+        p->slot[i] = malloc(PIPE_SLOT);
+        if (p->slot[i] == NULL) {
+            pipe_free(p);
+            return;
+        }
+    }
+    u->p = p;
+    u->z.err = &p->perr;
+    u->z.stop = &p->stop;
+    /* With every signal blocked: they stay with the threads that expect
+     * them (a signal handler's flag, a poll interrupted). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&p->thread, NULL, pipe_main, u);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        u->p = NULL;
+        u->z.err = u->err;
+        u->z.stop = NULL;
+        pipe_free(p);
+    }
+}
+
+/* Stop the helper (wherever it is: waiting for a slot, decompressing, or
+ * in the source, which it leaves at its next return) and join it. After
+ * this u->z belongs to the calling thread again. */
+static void pipe_stop(unpacker *u)
+{
+    zpipe *p = u->p;
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->stop, 1);
+    pthread_cond_broadcast(&p->freed);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    u->z.err = u->err;
+    u->z.stop = NULL;
+    u->p = NULL;
+    pipe_free(p);
+}
+
+/* The consumer's next piece: release the slot libarchive held (it has
+ * asked for more, so it is done with it) and take the next one. Returns
+ * its length with *buf set, 0 at the end, or the producer's failure
+ * (copied to u->err) once every slot before it has been taken: failures
+ * surface in stream order, as on one thread. */
+static ssize_t pipe_next(unpacker *u, const void **buf)
+{
+    zpipe *p = u->p;
+    pthread_mutex_lock(&p->mu);
+    if (p->held) {
+        p->held = 0;
+        p->rd = (p->rd + 1) % PIPE_SLOTS;
+        p->nfull--;
+        pthread_cond_signal(&p->freed);
+    }
+    while (p->nfull == 0 && !p->done)
+        pthread_cond_wait(&p->filled, &p->mu);
+    ssize_t n = 0;
+    if (p->nfull > 0) {
+        p->held = 1;
+        *buf = p->slot[p->rd];
+        n = (ssize_t)p->len[p->rd];
+    } else if (p->prc < 0) {
+        if (u->err != NULL)
+            *u->err = p->perr;
+        n = p->prc;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+/* The next piece of the uncompressed stream, from whichever side runs
+ * decompression. Negative: u->rc is set and u->err describes it. */
+static ssize_t next_output(unpacker *u, const void **buf)
+{
+    if (u->rc != 0)
+        return u->rc;
+    ssize_t n;
+    if (u->p != NULL) {
+        n = pipe_next(u, buf);
+    } else {
+        n = zsrc_next(&u->z, u->out, u->outcap);
+        *buf = u->out;
+    }
+    if (n < 0)
+        u->rc = (int)n;
+    return n;
 }
 
 static la_ssize_t tar_read(struct archive *a, void *ctx, const void **buf)
 {
     (void)a;
     unpacker *u = ctx;
-    ssize_t n = next_output(u);
-    *buf = u->out;
+    ssize_t n = next_output(u, buf);
     return n < 0 ? ARCHIVE_FATAL : (la_ssize_t)n;
 }
 
@@ -721,15 +939,15 @@ static int apply_fixups(unpacker *u)
 static int verify(unpacker *u)
 {
     const ds_unpack_opts *o = u->opts;
-    if (u->size != o->size)
+    if (u->z.size != o->size)
         return ds_err_set(u->err, -EBADMSG, "size-mismatch",
                           "unpack %s: uncompressed size is %llu bytes, the "
                           "event declares %llu",
-                          u->dest, (unsigned long long)u->size,
+                          u->dest, (unsigned long long)u->z.size,
                           (unsigned long long)o->size);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned mdlen = 0;
-    if (EVP_DigestFinal_ex(u->md, md, &mdlen) != 1 || mdlen != DS_SHA256_LEN)
+    if (EVP_DigestFinal_ex(u->z.md, md, &mdlen) != 1 || mdlen != DS_SHA256_LEN)
         return ds_err_set(u->err, -EIO, "internal", "unpack %s: sha256 final",
                           u->dest);
     if (memcmp(md, o->sha256, DS_SHA256_LEN) != 0) {
@@ -756,22 +974,36 @@ static int unpacker_init(unpacker *u)
     if (u->dest_fd < 0)
         return ds_err_sys(u->err, "io-error", "unpack: open destination %s",
                           u->dest);
-    u->dctx = ZSTD_createDCtx();
-    u->md = EVP_MD_CTX_new();
-    u->out = malloc(UNPACK_OUT_BUF);
-    if (u->dctx == NULL || u->md == NULL || u->out == NULL)
+    zsrc *z = &u->z;
+    z->dctx = ZSTD_createDCtx();
+    z->md = EVP_MD_CTX_new();
+    if (z->dctx == NULL || z->md == NULL)
         return ds_err_set(u->err, -ENOMEM, "internal",
                           "unpack %s: out of memory", u->dest);
-    if (EVP_DigestInit_ex(u->md, EVP_sha256(), NULL) != 1)
+    if (EVP_DigestInit_ex(z->md, EVP_sha256(), NULL) != 1)
         return ds_err_set(u->err, -EIO, "internal",
                           "unpack %s: sha256 init failed", u->dest);
     if (u->opts->max_window_log != 0) {
-        size_t r = ZSTD_DCtx_setParameter(u->dctx, ZSTD_d_windowLogMax,
+        size_t r = ZSTD_DCtx_setParameter(z->dctx, ZSTD_d_windowLogMax,
                                           (int)u->opts->max_window_log);
         if (ZSTD_isError(r))
             return ds_err_set(u->err, -EINVAL, "internal",
                               "unpack %s: zstd window log %u: %s", u->dest,
                               u->opts->max_window_log, ZSTD_getErrorName(r));
+    }
+    uint64_t above =
+        u->opts->thread_above ? u->opts->thread_above : PIPE_MIN_SIZE;
+    if (u->opts->size > above)
+        pipe_start(u);
+    if (u->p == NULL) {
+        /* No larger than the stream needs: small updates come by the
+         * thousand, some at once. */
+        u->outcap =
+            u->opts->size < UNPACK_OUT_BUF ? u->opts->size + 1 : UNPACK_OUT_BUF;
+        u->out = malloc(u->outcap);
+        if (u->out == NULL)
+            return ds_err_set(u->err, -ENOMEM, "internal",
+                              "unpack %s: out of memory", u->dest);
     }
     return 0;
 }
@@ -790,9 +1022,9 @@ int ds_unpack(const char *dest, ds_unpack_read_fn rd, void *rd_ctx,
     u->dest = dest;
     u->opts = opts;
     u->err = err;
-    u->rd = rd;
-    u->rd_ctx = rd_ctx;
     u->cache_fd = -1;
+    u->z = (zsrc){
+        .dest = dest, .opts = opts, .err = err, .rd = rd, .rd_ctx = rd_ctx};
     struct archive *a = NULL;
     /* As in pack.c: names in pax headers are UTF-8 (or BINARY); read them
      * in C.UTF-8 on this thread so they come back as the producer's bytes
@@ -849,7 +1081,8 @@ int ds_unpack(const char *dest, ds_unpack_read_fn rd, void *rd_ctx,
      * (padding, the frame's end and checksum) must still be decompressed,
      * hashed and checked. */
     for (;;) {
-        ssize_t n = next_output(u);
+        const void *buf;
+        ssize_t n = next_output(u, &buf);
         if (n < 0) {
             rc = (int)n;
             goto out;
@@ -857,17 +1090,21 @@ int ds_unpack(const char *dest, ds_unpack_read_fn rd, void *rd_ctx,
         if (n == 0)
             break;
     }
+    pipe_stop(u); /* it has finished: from here u->z is this thread's */
     rc = verify(u);
     if (rc < 0)
         goto out;
     rc = apply_fixups(u);
 out:
+    /* libarchive may still point into a slot: free it first; then stop the
+     * helper (wherever it is) and join it before its counts are read. */
+    archive_read_free(a);
+    pipe_stop(u);
     if (st != NULL) {
         st->entries = u->entries;
-        st->size = u->size;
-        st->zsize = u->zsize;
+        st->size = u->z.size;
+        st->zsize = u->z.zsize;
     }
-    archive_read_free(a);
     if (u->cache_fd >= 0)
         close(u->cache_fd);
     if (u->dest_fd >= 0)
@@ -875,8 +1112,8 @@ out:
     free(u->fix);
     free(u->fixbuf);
     free(u->out);
-    EVP_MD_CTX_free(u->md);
-    ZSTD_freeDCtx(u->dctx);
+    EVP_MD_CTX_free(u->z.md);
+    ZSTD_freeDCtx(u->z.dctx);
     free(u);
     if (utf8 != (locale_t)0) {
         uselocale(old);

@@ -2,7 +2,10 @@
  * unpack.h - the worker's side of the payload: a zstd-compressed tar stream
  * arriving in pieces is decompressed, hashed and extracted into a staging
  * directory as it arrives (pull model: unpack asks its source for the next
- * piece). Memory is constant: one piece of input and one output buffer.
+ * piece). Memory is constant: one piece of input and a few output buffers
+ * (one for small streams; for large ones a ring of them between a helper
+ * thread that decompresses and hashes and the calling thread that parses
+ * the tar and writes files).
  *
  * Verified: total uncompressed size equals the declared size (decompression
  * stops the moment it would exceed it), sha256 equals the declared digest,
@@ -27,7 +30,10 @@
 
 /* Source of compressed bytes. Returns the number of bytes at *buf (> 0),
  * 0 at the end of the stream, or a negative code to abort (then unpack
- * fails with reason "cancelled"). *buf must stay valid until the next call. */
+ * fails with reason "cancelled"). *buf must stay valid until the next call.
+ * For a large stream it is called from unpack's helper thread (one call at
+ * a time, all from that thread); after a failure in the tar layer unpack
+ * calls it no more, but waits for a call in progress to return. */
 typedef ssize_t (*ds_unpack_read_fn)(void *ctx, const void **buf);
 
 typedef struct ds_unpack_opts {
@@ -35,6 +41,11 @@ typedef struct ds_unpack_opts {
     const uint8_t *sha256;   /* declared digest, 32 bytes */
     uint64_t max_entries;    /* 0 = no cap */
     unsigned max_window_log; /* 0 = zstd's default limit */
+    /* Streams declaring more than this many bytes are decompressed and
+     * hashed on a helper thread while the calling thread writes files
+     * (then the source is called from that thread, never from two at
+     * once). 0 = the default, 1 MiB; UINT64_MAX = never. */
+    uint64_t thread_above;
 } ds_unpack_opts;
 
 typedef struct ds_unpack_stats {

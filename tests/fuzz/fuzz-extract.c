@@ -2,8 +2,10 @@
  * fuzz-extract.c - libFuzzer target: arbitrary bytes as the uncompressed
  * tar stream of an update. The harness compresses them (zstd level 1) and
  * declares their true size and sha256, so every input reaches the tar
- * layer and the filesystem writer (ds_unpack). Extraction must never
- * crash, and nothing may appear outside the destination (fuzz_dir.h).
+ * layer and the filesystem writer (ds_unpack), once on the calling thread
+ * and once through the helper thread. Extraction must never crash, both
+ * ways must agree on success, and nothing may appear outside the
+ * destination (fuzz_dir.h).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -42,14 +44,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (ZSTD_isError(zn))
         abort();
     SHA256(data, size, sha);
-    fuzz_dir d;
-    fuzz_dir_make(&d);
-    src s = {z, zn, 0};
-    ds_unpack_opts o = {.size = size, .sha256 = sha, .max_entries = 4096};
-    ds_unpack_stats st;
-    ds_err err;
-    (void)ds_unpack(d.dest, next, &s, &o, &st, &err);
-    fuzz_dir_check_and_remove(&d);
+    /* Twice: decompressing on the calling thread, and on the helper
+     * thread that large streams get. Both must accept or both refuse (the
+     * reason may differ: the tar layer may see a little more of a stream
+     * that is cut short on one side than on the other). */
+    int failed[2];
+    for (int t = 0; t < 2; t++) {
+        fuzz_dir d;
+        fuzz_dir_make(&d);
+        src s = {z, zn, 0};
+        ds_unpack_opts o = {.size = size,
+                            .sha256 = sha,
+                            .max_entries = 4096,
+                            .thread_above = t ? 1 : UINT64_MAX};
+        ds_unpack_stats st;
+        ds_err err;
+        failed[t] = ds_unpack(d.dest, next, &s, &o, &st, &err) < 0;
+        fuzz_dir_check_and_remove(&d);
+    }
+    if (failed[0] != failed[1])
+        abort();
     free(z);
     return 0;
 }

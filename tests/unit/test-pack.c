@@ -14,6 +14,7 @@
 #include <limits.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -387,8 +388,11 @@ static int pack_to(const char *src, const char *out, int level, int threads,
 }
 
 /* Serves data in pieces cycling through sizes[]; fails (-1) once pos
- * reaches fail_at (when fail_at > 0). Each piece is copied into its own
- * buffer, as a Kafka message would be. */
+ * reaches fail_at (when fail_at > 0). Each piece is copied into a fresh
+ * buffer, as a Kafka message would be, and the previous one is poisoned
+ * and freed on every call (as read_chunk destroys the previous message):
+ * unpack must be done with a piece once it asks for the next. Calls that
+ * overlap (from two threads at once) are counted. */
 typedef struct feeder {
     const uint8_t *data;
     size_t len, pos;
@@ -396,23 +400,39 @@ typedef struct feeder {
     size_t nsizes, k;
     size_t fail_at;
     uint8_t *piece;
+    size_t piece_len;
+    atomic_int busy, overlaps;
 } feeder;
 
 static ssize_t feed(void *ctx, const void **out)
 {
     feeder *f = ctx;
-    if (f->fail_at > 0 && f->pos >= f->fail_at)
-        return -1;
-    if (f->pos == f->len)
-        return 0;
-    size_t n = f->sizes[f->k++ % f->nsizes];
-    if (n > f->len - f->pos)
-        n = f->len - f->pos;
-    f->piece = realloc(f->piece, n);
-    memcpy(f->piece, f->data + f->pos, n);
-    f->pos += n;
-    *out = f->piece;
-    return (ssize_t)n;
+    if (atomic_fetch_add(&f->busy, 1) != 0)
+        atomic_fetch_add(&f->overlaps, 1);
+    if (f->piece != NULL) {
+        memset(f->piece, 0xa5, f->piece_len);
+        free(f->piece);
+        f->piece = NULL;
+    }
+    ssize_t rc;
+    if (f->fail_at > 0 && f->pos >= f->fail_at) {
+        rc = -1;
+    } else if (f->pos == f->len) {
+        rc = 0;
+    } else {
+        size_t n = f->sizes[f->k++ % f->nsizes];
+        if (n > f->len - f->pos)
+            n = f->len - f->pos;
+        f->piece = malloc(n);
+        cr_assert_not_null(f->piece);
+        f->piece_len = n;
+        memcpy(f->piece, f->data + f->pos, n);
+        f->pos += n;
+        *out = f->piece;
+        rc = (ssize_t)n;
+    }
+    atomic_fetch_sub(&f->busy, 1);
+    return rc;
 }
 
 static int unpack_from(const char *dest, const uint8_t *data, size_t len,
@@ -424,6 +444,9 @@ static int unpack_from(const char *dest, const uint8_t *data, size_t len,
     ds_err_clear(err);
     int rc = ds_unpack(dest, feed, &f, o, st, err);
     free(f.piece);
+    cr_assert_eq(atomic_load(&f.overlaps), 0,
+                 "the source was called from "
+                 "two threads at once");
     return rc;
 }
 
@@ -901,10 +924,9 @@ typedef struct zstream {
     uint8_t sha[32];
 } zstream;
 
-static void finish_tar(struct archive *w, buf *t, zstream *zs)
+/* zs: t compressed, with its true size and digest; t is freed. */
+static void zstream_of(buf *t, zstream *zs)
 {
-    cr_assert_eq(archive_write_close(w), ARCHIVE_OK);
-    archive_write_free(w);
     zs->size = t->len;
     sha256_of(t->p, t->len, zs->sha);
     size_t cap = ZSTD_compressBound(t->len);
@@ -912,6 +934,13 @@ static void finish_tar(struct archive *w, buf *t, zstream *zs)
     zs->zlen = ZSTD_compress(zs->z, cap, t->p, t->len, 3);
     cr_assert(!ZSTD_isError(zs->zlen));
     free(t->p);
+}
+
+static void finish_tar(struct archive *w, buf *t, zstream *zs)
+{
+    cr_assert_eq(archive_write_close(w), ARCHIVE_OK);
+    archive_write_free(w);
+    zstream_of(t, zs);
 }
 
 static struct archive *start_tar(buf *t)
@@ -977,25 +1006,33 @@ Test(pack, hostile_entries_are_refused, .timeout = 60)
         zstream zs;
         finish_tar(w, &t, &zs);
 
-        ds_unpack_opts o = {.size = zs.size, .sha256 = zs.sha};
-        ds_unpack_stats us;
-        ds_err err;
-        int rc = unpack_from(dest, zs.z, zs.zlen, piece_64k, 1, &o, &us, &err);
-        cr_assert_lt(rc, 0, "case %zu (%s) must fail", i, c->name);
-        cr_assert_str_eq(err.reason, "unsafe-path", "case %zu (%s): %s", i,
-                         c->name, err.msg);
-        cr_assert_neq(strstr(err.msg, c->name), NULL,
-                      "message names the entry: %s", err.msg);
-        char *esc = pathf("%s/%s", outer, c->escape);
-        cr_assert_not(exists(esc), "case %zu: %s was written", i, esc);
-        free(esc);
-        char *first = pathf("%s/first.txt", dest);
-        char *after = pathf("%s/after.txt", dest);
-        cr_assert(exists(first), "case %zu: extraction had started", i);
-        cr_assert_not(exists(after), "case %zu: stopped at the entry", i);
-        free(first);
-        free(after);
-        cr_assert_eq(ds_rm_rf(dest, &err), 0);
+        /* On the calling thread, then through the helper thread. */
+        for (int th = 0; th < 2; th++) {
+            if (th == 1)
+                cr_assert_eq(mkdir(dest, 0755), 0);
+            ds_unpack_opts o = {.size = zs.size,
+                                .sha256 = zs.sha,
+                                .thread_above = th ? 1 : UINT64_MAX};
+            ds_unpack_stats us;
+            ds_err err;
+            int rc =
+                unpack_from(dest, zs.z, zs.zlen, piece_64k, 1, &o, &us, &err);
+            cr_assert_lt(rc, 0, "case %zu (%s) must fail", i, c->name);
+            cr_assert_str_eq(err.reason, "unsafe-path", "case %zu (%s): %s", i,
+                             c->name, err.msg);
+            cr_assert_neq(strstr(err.msg, c->name), NULL,
+                          "message names the entry: %s", err.msg);
+            char *esc = pathf("%s/%s", outer, c->escape);
+            cr_assert_not(exists(esc), "case %zu: %s was written", i, esc);
+            free(esc);
+            char *first = pathf("%s/first.txt", dest);
+            char *after = pathf("%s/after.txt", dest);
+            cr_assert(exists(first), "case %zu: extraction had started", i);
+            cr_assert_not(exists(after), "case %zu: stopped at the entry", i);
+            free(first);
+            free(after);
+            cr_assert_eq(ds_rm_rf(dest, &err), 0);
+        }
         free(dest);
         free(zs.z);
     }
@@ -1140,4 +1177,187 @@ Test(pack, two_unpacks_in_parallel, .timeout = 120)
     free(z2.p);
     free(zst2);
     sample_free(&s);
+}
+
+/* --- the decompression thread -------------------------------------------- */
+
+static void fill_random(uint8_t *p, size_t n, uint64_t seed)
+{
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        uint64_t v = rng_next(&seed);
+        memcpy(p + i, &v, 8);
+    }
+}
+
+static off_t file_size(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* Streams this large are decompressed on a helper thread. When the tar
+ * side fails early (a hostile entry, a damaged header, the size cap), that
+ * failure is the one returned, the helper is stopped and joined, and what
+ * it read ahead of the tar side is bounded: most of the source stays
+ * unread. */
+Test(pack, helper_thread_stops_when_the_tar_side_fails, .timeout = 60)
+{
+    char *tmp = make_tmp();
+    const size_t big = 3 << 20, tail = 24 << 20;
+    uint8_t *data = malloc(tail);
+    cr_assert_not_null(data);
+    fill_random(data, tail, 7);
+    for (int c = 0; c < 3; c++) {
+        static const char *const names[] = {"unsafe", "damaged", "capped"};
+        buf t;
+        struct archive *w = start_tar(&t);
+        tar_add(w, "first.bin", AE_IFREG, 0644, NULL, 0, data, big, 1);
+        tar_add(w, c == 0 ? "../evil" : "second.txt", AE_IFREG, 0644, NULL, 0,
+                "x", 1, 1);
+        tar_add(w, "after.bin", AE_IFREG, 0644, NULL, 0, data, tail, 1);
+        cr_assert_eq(archive_write_close(w), ARCHIVE_OK);
+        archive_write_free(w);
+        /* The second entry's header follows first.bin's header and data:
+         * a changed name no longer matches the header checksum. */
+        if (c == 1)
+            memcpy(t.p + 512 + big, "XX", 2);
+        zstream zs;
+        zstream_of(&t, &zs);
+        ds_unpack_opts o = {.size = zs.size, .sha256 = zs.sha};
+        if (c == 2)
+            o.size = big + (2 << 20) + 1; /* stops inside after.bin */
+
+        char *dest = fresh_dir(tmp, names[c]);
+        feeder f = {
+            .data = zs.z, .len = zs.zlen, .sizes = piece_64k, .nsizes = 1};
+        ds_unpack_stats us;
+        ds_err err;
+        ds_err_clear(&err);
+        int rc = ds_unpack(dest, feed, &f, &o, &us, &err);
+        free(f.piece);
+        cr_assert_lt(rc, 0, "%s must fail", names[c]);
+        static const char *const want[] = {"unsafe-path", "corrupt-tar",
+                                           "too-large"};
+        cr_assert_str_eq(err.reason, want[c], "%s: %s", names[c], err.msg);
+        cr_assert_eq(rc, err.code);
+        cr_assert_eq(atomic_load(&f.overlaps), 0);
+        cr_assert_eq(us.zsize, f.pos, "stats count what was read");
+        cr_assert_lt(f.pos, zs.zlen / 2, "%s: read %zu of %zu bytes", names[c],
+                     f.pos, zs.zlen);
+        cr_assert_leq(us.size, o.size, "never past the declared size");
+        char *p = pathf("%s/first.bin", dest);
+        cr_assert_eq(file_size(p), (off_t)big, "%s: first.bin complete",
+                     names[c]);
+        free(p);
+        p = pathf("%s/after.bin", dest);
+        if (c == 2)
+            cr_assert_leq(file_size(p), (off_t)(2 << 20));
+        else
+            cr_assert_not(exists(p), "%s: stopped at the entry", names[c]);
+        free(p);
+        free(dest);
+        free(zs.z);
+    }
+    free(data);
+    rm_tmp(tmp);
+}
+
+/* Every way a small stream can fail, under tmp, with the given
+ * thread_above: the same reasons on the calling thread and on the helper. */
+static void small_stream_cases(char *tmp, const zstream *zs,
+                               uint64_t thread_above)
+{
+    sample s = {.tmp = tmp};
+    ds_unpack_opts o = {
+        .size = zs->size, .sha256 = zs->sha, .thread_above = thread_above};
+    ds_err err;
+
+    char *dest = fresh_dir(tmp, "ok");
+    ds_unpack_stats us;
+    cr_assert_eq(
+        unpack_from(dest, zs->z, zs->zlen, piece_64k, 1, &o, &us, &err), 0,
+        "%s", err.msg);
+    cr_assert_eq(us.entries, 3);
+    cr_assert_eq(us.size, zs->size);
+    free(dest);
+
+    static const char *const zstd_only[] = {"corrupt-zstd", NULL};
+    expect_fail(&s, zs->z, zs->zlen - 3, &o, "trunc", zstd_only, &err);
+    cr_assert_neq(strstr(err.msg, "truncated"), NULL, "%s", err.msg);
+    expect_fail(&s, zs->z, 0, &o, "empty", zstd_only, &err);
+    uint8_t *bad = malloc(zs->zlen + 64);
+    memcpy(bad, zs->z, zs->zlen);
+    memcpy(bad + zs->zlen, "JUNK", 4);
+    expect_fail(&s, bad, zs->zlen + 4, &o, "junk", zstd_only, &err);
+    cr_assert_neq(strstr(err.msg, "after the end"), NULL, "%s", err.msg);
+    free(bad);
+
+    uint8_t wrong[32];
+    memcpy(wrong, zs->sha, 32);
+    wrong[0] ^= 1;
+    ds_unpack_opts ow = o;
+    ow.sha256 = wrong;
+    static const char *const sha[] = {"sha256-mismatch", NULL};
+    expect_fail(&s, zs->z, zs->zlen, &ow, "sha", sha, &err);
+
+    ds_unpack_opts ol = o;
+    ol.size = zs->size + 1;
+    static const char *const mism[] = {"size-mismatch", NULL};
+    expect_fail(&s, zs->z, zs->zlen, &ol, "larger", mism, &err);
+
+    static const char *const big[] = {"too-large", NULL};
+    ds_unpack_opts os = o;
+    os.size = 2000; /* inside d/a.txt */
+    dest = fresh_dir(tmp, "smaller");
+    cr_assert_lt(
+        unpack_from(dest, zs->z, zs->zlen, piece_64k, 1, &os, &us, &err), 0);
+    cr_assert_str_eq(err.reason, "too-large", "%s", err.msg);
+    cr_assert_leq(us.size, os.size, "never past the declared size");
+    free(dest);
+    os.size = 0;
+    expect_fail(&s, zs->z, zs->zlen, &os, "zero", big, &err);
+
+    ds_unpack_opts oc = o;
+    oc.max_entries = 2;
+    expect_fail(&s, zs->z, zs->zlen, &oc, "entries", big, &err);
+    /* (No window case: a frame this small, whole in one piece, is
+     * decoded in one pass with no window to bound.) */
+
+    dest = fresh_dir(tmp, "cancel");
+    static const size_t one[] = {1};
+    feeder f = {.data = zs->z,
+                .len = zs->zlen,
+                .sizes = one,
+                .nsizes = 1,
+                .fail_at = 5};
+    ds_err_clear(&err);
+    cr_assert_lt(ds_unpack(dest, feed, &f, &o, &us, &err), 0);
+    cr_assert_str_eq(err.reason, "cancelled");
+    cr_assert_eq(us.zsize, 5);
+    free(f.piece);
+    free(dest);
+}
+
+/* Streams too small for the helper thread fail with the same reasons,
+ * and so do they when made to use it. */
+Test(pack, small_streams_fail_with_their_reason, .timeout = 60)
+{
+    char *tmp = make_tmp();
+    char text[10000];
+    for (size_t i = 0; i < sizeof(text); i++)
+        text[i] = "abcdefgh\n"[i % 9];
+    buf t;
+    struct archive *w = start_tar(&t);
+    tar_add(w, "d", AE_IFDIR, 0755, NULL, 0, NULL, 0, 1);
+    tar_add(w, "d/a.txt", AE_IFREG, 0644, NULL, 0, text, sizeof(text), 1);
+    tar_add(w, "d/b.txt", AE_IFREG, 0644, NULL, 0, "b", 1, 1);
+    zstream zs;
+    finish_tar(w, &t, &zs);
+    char *m0 = fresh_dir(tmp, "calling"), *m1 = fresh_dir(tmp, "helper");
+    small_stream_cases(m0, &zs, 0);
+    small_stream_cases(m1, &zs, 1);
+    free(m0);
+    free(m1);
+    free(zs.z);
+    rm_tmp(tmp);
 }
