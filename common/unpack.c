@@ -232,8 +232,9 @@ static ssize_t zsrc_next(zsrc *z, uint8_t *dst, size_t cap)
 /* --- the pipe: decompression on a helper thread -------------------------- */
 
 /* The helper thread: fill free slots until the stream ends, fails, or the
- * consumer stops. A slot is published only once full (or at the end), so
- * libarchive gets large pieces and pwrite large blocks. */
+ * consumer stops. A slot is published once full, at the end, or when the
+ * source's piece is used up, so libarchive gets large pieces and pwrite
+ * large blocks, and never waits on output that is already decompressed. */
 static void *pipe_main(void *arg)
 {
     unpacker *u = arg;
@@ -251,6 +252,11 @@ static void *pipe_main(void *arg)
         size_t fill = 0;
         ssize_t n = 1;
         while (fill < PIPE_SLOT && !atomic_load(&p->stop)) {
+            /* Out of input: the next piece may take long to come (or
+             * never), so hand over what is here first; the tar side may
+             * find this piece's fault without waiting for the next. */
+            if (fill > 0 && u->z.in.pos == u->z.in.size && !u->z.in_eof)
+                break;
             n = zsrc_next(&u->z, p->slot[w] + fill, PIPE_SLOT - fill);
             if (n <= 0)
                 break;
@@ -334,6 +340,10 @@ static void pipe_stop(unpacker *u)
     atomic_store(&p->stop, 1);
     pthread_cond_broadcast(&p->freed);
     pthread_mutex_unlock(&p->mu);
+    /* It may be waiting in the source for a piece (the stream's sender may
+     * be gone): ask the source to let go. */
+    if (u->opts->interrupt != NULL)
+        u->opts->interrupt(u->z.rd_ctx);
     pthread_join(p->thread, NULL);
     u->z.err = u->err;
     u->z.stop = NULL;

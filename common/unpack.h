@@ -46,6 +46,11 @@ typedef struct ds_unpack_opts {
      * (then the source is called from that thread, never from two at
      * once). 0 = the default, 1 MiB; UINT64_MAX = never. */
     uint64_t thread_above;
+    /* Optional: called on the calling thread when unpack gives up early
+     * (the tar side failed) while the helper thread may be blocked in rd
+     * waiting for a piece that may never come; rd must then return < 0
+     * promptly. Without it, unpack returns when rd next returns. */
+    void (*interrupt)(void *rd_ctx);
 } ds_unpack_opts;
 
 typedef struct ds_unpack_stats {

@@ -32,8 +32,9 @@ struct ds_update {
     const uint8_t *qdata[QCAP];
     size_t qlen[QCAP];
     unsigned qhead, qn;
-    bool cancel; /* consumer asked to stop */
-    bool closed; /* thread stopped reading: push refuses */
+    bool cancel;      /* consumer asked to stop */
+    bool interrupted; /* unpack gave up: read_chunk must not wait */
+    bool closed;      /* thread stopped reading: push refuses */
 
     /* Thread-private while running. */
     rd_kafka_message_t *cur; /* message whose bytes unpack is reading */
@@ -44,8 +45,9 @@ struct ds_update {
     ds_outcome outcome;
     ds_err err;
     uint64_t entries;
-    uint64_t t0_ms, t_finalize_ms, t_end_ms;
-    ds_update *next; /* completion list link */
+    uint64_t t0_ms, t_sync_ms, t_finalize_ms, t_end_ms;
+    uint64_t wait_ms; /* read_chunk blocked: the next chunk had not come */
+    ds_update *next;  /* completion list link */
 };
 
 void ds_completions_init(ds_completions *cq, void (*wake)(void *), void *ctx)
@@ -118,9 +120,13 @@ static ssize_t read_chunk(void *ctx, const void **buf)
     if (u->consumed == u->hdr.chunks)
         return 0;
     pthread_mutex_lock(&u->mu);
-    while (u->qn == 0 && !u->cancel)
-        pthread_cond_wait(&u->cv, &u->mu);
-    if (u->cancel) {
+    if (u->qn == 0 && !u->cancel && !u->interrupted) {
+        uint64_t t = ds_mono_ms();
+        while (u->qn == 0 && !u->cancel && !u->interrupted)
+            pthread_cond_wait(&u->cv, &u->mu);
+        u->wait_ms += ds_mono_ms() - t;
+    }
+    if (u->cancel || u->interrupted) {
         pthread_mutex_unlock(&u->mu);
         return -1;
     }
@@ -134,6 +140,17 @@ static ssize_t read_chunk(void *ctx, const void **buf)
     pthread_mutex_unlock(&u->mu);
     u->consumed++;
     return len;
+}
+
+/* unpack gave up early (its tar side failed) while its helper thread may
+ * be waiting in read_chunk for a chunk the sender may never send. */
+static void interrupt_read(void *ctx)
+{
+    ds_update *u = ctx;
+    pthread_mutex_lock(&u->mu);
+    u->interrupted = true;
+    pthread_cond_broadcast(&u->cv);
+    pthread_mutex_unlock(&u->mu);
 }
 
 static bool cancelled(ds_update *u)
@@ -171,11 +188,13 @@ static ds_outcome run(ds_update *u)
         .sha256 = u->hdr.sha256,
         .max_entries = u->opts.max_entries,
         .max_window_log = u->opts.max_window_log,
+        .interrupt = interrupt_read,
     };
     ds_unpack_stats st = {0};
     if (ds_unpack(u->staging, read_chunk, u, &uo, &st, err) < 0)
         return cancelled(u) ? DS_OUT_CANCELLED : classify(err);
     u->entries = st.entries;
+    u->t_sync_ms = ds_mono_ms();
     if (ds_library_sync(u->opts.lib, u->staging, err) < 0)
         return DS_OUT_IOERROR;
     /* Last chance to back out; past this point the version goes live. */
@@ -314,6 +333,17 @@ uint64_t ds_update_entries(const ds_update *u)
 double ds_update_seconds(const ds_update *u)
 {
     return (double)(u->t_end_ms - u->t0_ms) / 1000.0;
+}
+
+void ds_update_phases(const ds_update *u, double *wait, double *extract,
+                      double *sync)
+{
+    uint64_t end = u->t_sync_ms ? u->t_sync_ms : u->t_end_ms;
+    *wait = (double)u->wait_ms / 1000.0;
+    *extract = (double)(end - u->t0_ms - u->wait_ms) / 1000.0;
+    *sync = u->t_sync_ms && u->t_finalize_ms
+                ? (double)(u->t_finalize_ms - u->t_sync_ms) / 1000.0
+                : 0.0;
 }
 
 double ds_update_finalize_seconds(const ds_update *u)

@@ -85,6 +85,11 @@ ds_update *ds_update_next(const ds_update *u);
 uint64_t ds_update_entries(const ds_update *u);
 double ds_update_seconds(const ds_update *u); /* first chunk to done */
 double ds_update_finalize_seconds(const ds_update *u);
+/* Where an update's time went: waiting for chunks (the consumer or the
+ * sender was behind), extracting (decompress, hash, write), syncing the
+ * staged tree. */
+void ds_update_phases(const ds_update *u, double *wait, double *extract,
+                      double *sync);
 
 /* Join (if needed) and free. NULL is fine. */
 void ds_update_free(ds_update *u);

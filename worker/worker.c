@@ -616,7 +616,8 @@ static void complete_one(worker *w, ds_update *u)
     char id[2 * DS_UPDATE_ID_LEN + 1], q[600];
     const ds_event *h = &f->hdr;
     double fin_secs = ds_update_finalize_seconds(u),
-           upd_secs = ds_update_seconds(u);
+           upd_secs = ds_update_seconds(u), wait_secs, extract_secs, sync_secs;
+    ds_update_phases(u, &wait_secs, &extract_secs, &sync_secs);
     ds_update_free(u);
     f->u = NULL;
 
@@ -649,10 +650,12 @@ static void complete_one(worker *w, ds_update *u)
             ds_info("finalized",
                     "site=%s package=%s version=%" PRIu64 " update_id=%s "
                     "bytes=%" PRIu64 " zbytes=%" PRIu64 " chunks=%" PRIu32
-                    " partition=%d offset=%lld",
+                    " partition=%d offset=%lld seconds=%.3f wait_s=%.3f "
+                    "extract_s=%.3f sync_s=%.3f finalize_s=%.3f",
                     w->o->site, h->package, h->version, hexid(id, f), h->size,
                     h->zsize, h->chunks, (int)f->partition,
-                    (long long)(f->noffsets ? f->offsets[0] : -1));
+                    (long long)(f->noffsets ? f->offsets[0] : -1), upd_secs,
+                    wait_secs, extract_secs, sync_secs, fin_secs);
             report_status(w, h->package, h->version, "installed", "");
             supersede(w, h->package, h->version);
         } else {

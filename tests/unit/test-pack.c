@@ -1262,6 +1262,82 @@ Test(pack, helper_thread_stops_when_the_tar_side_fails, .timeout = 60)
     rm_tmp(tmp);
 }
 
+/* A source whose sender went quiet: it hands out all but the stream's
+ * last bytes, then waits until interrupted (the worker's read_chunk
+ * waiting for a chunk that never comes). */
+typedef struct staller {
+    feeder f;
+    size_t hold; /* bytes withheld at the end */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int interrupted, waited;
+} staller;
+
+static ssize_t stall_feed(void *ctx, const void **out)
+{
+    staller *s = ctx;
+    if (s->f.pos + s->hold < s->f.len)
+        return feed(&s->f, out);
+    pthread_mutex_lock(&s->mu);
+    s->waited = 1;
+    while (!s->interrupted)
+        pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    return -1;
+}
+
+static void stall_interrupt(void *ctx)
+{
+    staller *s = ctx;
+    pthread_mutex_lock(&s->mu);
+    s->interrupted = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* The tar side fails while the helper thread waits in the source for the
+ * rest of the stream: the interrupt hook lets it go, and the tar side's
+ * reason is returned at once (not whatever the source says later, e.g. an
+ * incomplete timeout). Without the hook this test hangs. */
+Test(pack, stalled_source_is_interrupted_when_the_tar_side_fails, .timeout = 60)
+{
+    char *tmp = make_tmp();
+    const size_t big = 3 << 20;
+    uint8_t *data = malloc(big);
+    cr_assert_not_null(data);
+    fill_random(data, big, 11);
+    buf t;
+    struct archive *w = start_tar(&t);
+    tar_add(w, "first.bin", AE_IFREG, 0644, NULL, 0, data, big, 1);
+    tar_add(w, "../evil", AE_IFREG, 0644, NULL, 0, "x", 1, 1);
+    tar_add(w, "after.txt", AE_IFREG, 0644, NULL, 0, "y", 1, 1);
+    cr_assert_eq(archive_write_close(w), ARCHIVE_OK);
+    archive_write_free(w);
+    zstream zs;
+    zstream_of(&t, &zs);
+    ds_unpack_opts o = {
+        .size = zs.size, .sha256 = zs.sha, .interrupt = stall_interrupt};
+    staller st = {
+        .f = {.data = zs.z, .len = zs.zlen, .sizes = piece_64k, .nsizes = 1},
+        .hold = 8};
+    pthread_mutex_init(&st.mu, NULL);
+    pthread_cond_init(&st.cv, NULL);
+    char *dest = fresh_dir(tmp, "stalled");
+    ds_err err;
+    ds_err_clear(&err);
+    int rc = ds_unpack(dest, stall_feed, &st, &o, NULL, &err);
+    free(st.f.piece);
+    cr_assert_lt(rc, 0);
+    cr_assert_str_eq(err.reason, "unsafe-path", "%s", err.msg);
+    cr_assert(st.interrupted, "the hook was called");
+    pthread_cond_destroy(&st.cv);
+    pthread_mutex_destroy(&st.mu);
+    free(dest);
+    free(zs.z);
+    free(data);
+    rm_tmp(tmp);
+}
+
 /* Every way a small stream can fail, under tmp, with the given
  * thread_above: the same reasons on the calling thread and on the helper. */
 static void small_stream_cases(char *tmp, const zstream *zs,
