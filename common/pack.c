@@ -33,6 +33,8 @@ typedef struct packer {
     int level, threads;
     void (*progress)(void *ctx, uint64_t done, uint64_t total);
     void *progress_ctx;
+    int (*cancelled)(void *ctx);
+    void *cancel_ctx;
     ds_err *err;
     int rc; /* first failure recorded by a callback, 0 if none */
     int out_fd;
@@ -98,6 +100,11 @@ static la_ssize_t tar_block(struct archive *a, void *ctx, const void *buf,
     packer *p = ctx;
     if (p->rc != 0)
         return -1;
+    if (p->cancelled != NULL && p->cancelled(p->cancel_ctx)) {
+        p->rc = ds_err_set(p->err, -ECANCELED, "cancelled",
+                           "pack %s: cancelled", p->source);
+        return -1;
+    }
     if (EVP_DigestUpdate(p->md, buf, n) != 1) {
         p->rc = ds_err_set(p->err, -EIO, "internal", "pack %s: sha256 update",
                            p->source);
@@ -543,6 +550,8 @@ int ds_pack(const char *source, const ds_pack_opts *opts, int out_fd,
     p->threads = opts ? opts->threads : 0;
     p->progress = opts ? opts->progress : NULL;
     p->progress_ctx = opts ? opts->progress_ctx : NULL;
+    p->cancelled = opts ? opts->cancelled : NULL;
+    p->cancel_ctx = opts ? opts->cancel_ctx : NULL;
 
     /* Names are bytes, but libarchive converts them from the locale's
      * charset to UTF-8 for pax headers: under "C" every non-ASCII name

@@ -20,6 +20,10 @@ typedef struct ds_pack_opts {
      * the total expected (0 if unknown). May be NULL. */
     void (*progress)(void *ctx, uint64_t done, uint64_t total);
     void *progress_ctx;
+    /* Checked now and then (every tar block): non-zero stops the pack with
+     * -ECANCELED. May be NULL. */
+    int (*cancelled)(void *ctx);
+    void *cancel_ctx;
 } ds_pack_opts;
 
 typedef struct ds_pack_stats {

@@ -48,6 +48,9 @@ log "signed by a trusted key: installed ($CH1 chunks)"
 
 # 2: unsigned. 3: signed by a key the site does not trust.
 publish "$P" 2 "$T/src/2" --chunk-size 1024 >"$T/pub2.json"
+# The open site installs 2 before 3 arrives: published back to back, a
+# newer version could finish first and 2 would be discarded as stale.
+wait_current "$L2" "$P" 2 60
 publish "$P" 3 "$T/src/3" --sign-key "$T/keys/intruder.key" >/dev/null
 # 4: version 1's real signature replayed on version 4 (a header it does
 # not cover: forgery). 5: version 5 signed, one bit of the signature

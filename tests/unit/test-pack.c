@@ -795,6 +795,58 @@ Test(pack, special_file_in_source_is_refused)
     rm_tmp(tmp);
 }
 
+/* The cancel hook (pkgpub stops packing when its Kafka set-up failed):
+ * asked at each tar block, it stops the pack with -ECANCELED, reason
+ * "cancelled"; never set, it changes nothing. */
+typedef struct cancel_after {
+    int calls, at;
+} cancel_after;
+
+static int cancel_hook(void *ctx)
+{
+    cancel_after *c = ctx;
+    return ++c->calls >= c->at;
+}
+
+Test(pack, cancel_hook_stops_the_pack, .timeout = 120)
+{
+    sample s;
+    sample_make(&s);
+    char *out = pathf("%s/cancel.zst", s.tmp);
+    for (int at = 1; at <= 3; at++) {
+        cancel_after c = {0, at};
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        cr_assert_geq(fd, 0);
+        ds_pack_opts o = {.cancelled = cancel_hook, .cancel_ctx = &c};
+        ds_pack_stats st;
+        ds_err err;
+        ds_err_clear(&err);
+        int rc = ds_pack(s.src, &o, fd, &st, &err);
+        close(fd);
+        cr_assert_eq(rc, -ECANCELED, "at %d: rc %d (%s)", at, rc, err.msg);
+        cr_assert_str_eq(err.reason, "cancelled");
+        cr_assert_neq(strstr(err.msg, s.src), NULL, "%s", err.msg);
+        cr_assert_eq(c.calls, at, "asked again after it said stop");
+    }
+    /* Never set: the same bytes as without a hook. */
+    cancel_after never = {0, INT_MAX};
+    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    cr_assert_geq(fd, 0);
+    ds_pack_opts o = {.cancelled = cancel_hook, .cancel_ctx = &never};
+    ds_pack_stats st;
+    ds_err err;
+    cr_assert_eq(ds_pack(s.src, &o, fd, &st, &err), 0, "%s", err.msg);
+    close(fd);
+    cr_assert_gt(never.calls, 1);
+    cr_assert_eq(memcmp(st.sha256, s.st.sha256, 32), 0);
+    buf z = read_all(out);
+    cr_assert_eq(z.len, s.z.len);
+    cr_assert_eq(memcmp(z.p, s.z.p, z.len), 0);
+    free(z.p);
+    free(out);
+    sample_free(&s);
+}
+
 /* --- corrupted and mislabelled streams ---------------------------------- */
 
 static void expect_fail(const sample *s, const uint8_t *data, size_t len,
