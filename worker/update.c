@@ -18,7 +18,7 @@
 
 /* Chunks waiting in the hand-over queue: with ~900 KiB chunks this bounds
  * an update's buffered payload to a few MiB whatever its size. */
-#define QCAP 4
+#define QCAP 2
 
 struct ds_update {
     ds_event hdr; /* first chunk's header; data not kept */
