@@ -524,6 +524,49 @@ static int finish(const char *op, msgpack_sbuffer *sb, int rc, uint8_t **out,
     return 0;
 }
 
+/* Pack ev in the fixed field order (event_fields; sig/key_id only if
+ * signed), "data" last; its body only when body is set (else just the bin
+ * header for ev->data_len bytes). */
+static int pack_event(msgpack_packer *pk, const ds_event *ev, int body)
+{
+    const struct field *F = event_fields;
+    int rc = msgpack_pack_map(pk, ev->has_sig ? 14 : 12);
+    rc |= pack_key(pk, F[E_SCHEMA].name);
+    rc |= msgpack_pack_uint64(pk, ev->schema);
+    rc |= pack_key(pk, F[E_PACKAGE].name);
+    rc |= pack_str(pk, ev->package, strlen(ev->package));
+    rc |= pack_key(pk, F[E_VERSION].name);
+    rc |= msgpack_pack_uint64(pk, ev->version);
+    rc |= pack_key(pk, F[E_UPDATE_ID].name);
+    rc |= pack_bin(pk, ev->update_id, DS_UPDATE_ID_LEN);
+    rc |= pack_key(pk, F[E_CHUNK].name);
+    rc |= msgpack_pack_uint64(pk, ev->chunk);
+    rc |= pack_key(pk, F[E_CHUNKS].name);
+    rc |= msgpack_pack_uint64(pk, ev->chunks);
+    rc |= pack_key(pk, F[E_CODEC].name);
+    rc |= pack_str(pk, ev->codec, strlen(ev->codec));
+    rc |= pack_key(pk, F[E_SIZE].name);
+    rc |= msgpack_pack_uint64(pk, ev->size);
+    rc |= pack_key(pk, F[E_ZSIZE].name);
+    rc |= msgpack_pack_uint64(pk, ev->zsize);
+    rc |= pack_key(pk, F[E_SHA256].name);
+    rc |= pack_bin(pk, ev->sha256, DS_SHA256_LEN);
+    rc |= pack_key(pk, F[E_CREATED_MS].name);
+    rc |= msgpack_pack_uint64(pk, ev->created_ms);
+    if (ev->has_sig) {
+        rc |= pack_key(pk, F[E_SIG].name);
+        rc |= pack_bin(pk, ev->sig, DS_SIG_LEN);
+        rc |= pack_key(pk, F[E_KEY_ID].name);
+        rc |= pack_str(pk, ev->key_id, strlen(ev->key_id));
+    }
+    rc |= pack_key(pk, F[E_DATA].name);
+    if (body)
+        rc |= pack_bin(pk, ev->data, ev->data_len);
+    else
+        rc |= msgpack_pack_bin(pk, ev->data_len);
+    return rc;
+}
+
 int ds_event_encode(const ds_event *ev, uint8_t **out, size_t *out_len,
                     ds_err *err)
 {
@@ -535,44 +578,34 @@ int ds_event_encode(const ds_event *ev, uint8_t **out, size_t *out_len,
     int rc = check_event(op, ev, err);
     if (rc < 0)
         return rc;
-
     msgpack_sbuffer sb;
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    const struct field *F = event_fields;
-    /* Fixed order: the order of event_fields, sig/key_id only if signed. */
-    rc |= msgpack_pack_map(&pk, ev->has_sig ? 14 : 12);
-    rc |= pack_key(&pk, F[E_SCHEMA].name);
-    rc |= msgpack_pack_uint64(&pk, ev->schema);
-    rc |= pack_key(&pk, F[E_PACKAGE].name);
-    rc |= pack_str(&pk, ev->package, strlen(ev->package));
-    rc |= pack_key(&pk, F[E_VERSION].name);
-    rc |= msgpack_pack_uint64(&pk, ev->version);
-    rc |= pack_key(&pk, F[E_UPDATE_ID].name);
-    rc |= pack_bin(&pk, ev->update_id, DS_UPDATE_ID_LEN);
-    rc |= pack_key(&pk, F[E_CHUNK].name);
-    rc |= msgpack_pack_uint64(&pk, ev->chunk);
-    rc |= pack_key(&pk, F[E_CHUNKS].name);
-    rc |= msgpack_pack_uint64(&pk, ev->chunks);
-    rc |= pack_key(&pk, F[E_CODEC].name);
-    rc |= pack_str(&pk, ev->codec, strlen(ev->codec));
-    rc |= pack_key(&pk, F[E_SIZE].name);
-    rc |= msgpack_pack_uint64(&pk, ev->size);
-    rc |= pack_key(&pk, F[E_ZSIZE].name);
-    rc |= msgpack_pack_uint64(&pk, ev->zsize);
-    rc |= pack_key(&pk, F[E_SHA256].name);
-    rc |= pack_bin(&pk, ev->sha256, DS_SHA256_LEN);
-    rc |= pack_key(&pk, F[E_CREATED_MS].name);
-    rc |= msgpack_pack_uint64(&pk, ev->created_ms);
-    if (ev->has_sig) {
-        rc |= pack_key(&pk, F[E_SIG].name);
-        rc |= pack_bin(&pk, ev->sig, DS_SIG_LEN);
-        rc |= pack_key(&pk, F[E_KEY_ID].name);
-        rc |= pack_str(&pk, ev->key_id, strlen(ev->key_id));
-    }
-    rc |= pack_key(&pk, F[E_DATA].name);
-    rc |= pack_bin(&pk, ev->data, ev->data_len);
+    rc = pack_event(&pk, ev, 1);
+    return finish(op, &sb, rc, out, out_len, err);
+}
+
+int ds_event_encode_head(const ds_event *ev, uint8_t **out, size_t *out_len,
+                         ds_err *err)
+{
+    const char *op = "encode event header";
+    if (ev == NULL || out == NULL || out_len == NULL)
+        return ds_err_set(err, -EINVAL, BAD, "%s: NULL argument", op);
+    *out = NULL;
+    *out_len = 0;
+    /* Checked as a whole event: data is the caller's, not looked at. */
+    ds_event chk = *ev;
+    static const uint8_t stand_in = 0;
+    chk.data = &stand_in;
+    int rc = check_event(op, &chk, err);
+    if (rc < 0)
+        return rc;
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    rc = pack_event(&pk, ev, 0);
     return finish(op, &sb, rc, out, out_len, err);
 }
 

@@ -57,6 +57,12 @@ int ds_key_id_valid(const char *s, size_t len);
 int ds_event_encode(const ds_event *ev, uint8_t **out, size_t *out_len,
                     ds_err *err);
 
+/* Everything ds_event_encode writes except data's ev->data_len bytes
+ * (ev->data is not read): the caller appends them, e.g. read straight
+ * from a file, without encoding a large payload twice. */
+int ds_event_encode_head(const ds_event *ev, uint8_t **out, size_t *out_len,
+                         ds_err *err);
+
 /* Decode buf into ev and check every rule of schema v1 (types, ranges,
  * codec, chunk < chunks, data_len <= zsize). Does not compare the package
  * with the Kafka key: the caller does. Returns 0 or a negative code with

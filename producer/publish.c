@@ -234,71 +234,30 @@ static void prep_free(kafka_prep *k)
 
 /* --- send ---------------------------------------------------------------- */
 
-/* A chunk event is its header (every field but data, then the msgpack
- * header of the data bin) followed by the chunk's bytes, which are read
- * from the spool straight into the event: one copy, no re-encoding of
- * 900 KiB. The header comes from ds_event_encode itself, given a one-byte
- * data: "data" is the last field of the map it writes (a fixed order), so
- * its output ends in a4 "data" c4 01 xx; that bin8 is replaced by the bin
- * header for the real length. Each assembled event is decoded again
- * before it is sent, so a codec that changed its order fails here, not at
- * the consumers. */
-#define HEAD_MAX 1024 /* msgpack header of an event; well under */
-
-static int encode_head(ds_event *ev, size_t data_len, uint8_t *head,
-                       size_t *hlen, ds_err *err)
-{
-    static const uint8_t one = 0;
-    static const uint8_t tail[] = {0xa4, 'd', 'a', 't', 'a', 0xc4, 0x01, 0x00};
-    ev->data = &one;
-    ev->data_len = 1;
-    uint8_t *val = NULL;
-    size_t vlen = 0;
-    int rc = ds_event_encode(ev, &val, &vlen, err);
-    if (rc < 0)
-        return rc;
-    if (vlen < sizeof(tail) || vlen + 2 > HEAD_MAX ||
-        memcmp(val + vlen - sizeof(tail), tail, sizeof(tail)) != 0) {
-        free(val);
-        return ds_err_set(err, -EIO, "internal",
-                          "encode chunk %u header: \"data\" is not the last "
-                          "field",
-                          (unsigned)ev->chunk);
-    }
-    size_t n = vlen - 3; /* without c4 01 00 */
-    memcpy(head, val, n);
-    free(val);
-    if (data_len <= 0xff) {
-        head[n++] = 0xc4;
-        head[n++] = (uint8_t)data_len;
-    } else if (data_len <= 0xffff) {
-        head[n++] = 0xc5;
-        head[n++] = (uint8_t)(data_len >> 8);
-        head[n++] = (uint8_t)data_len;
-    } else {
-        head[n++] = 0xc6;
-        for (int sh = 24; sh >= 0; sh -= 8)
-            head[n++] = (uint8_t)(data_len >> sh);
-    }
-    *hlen = n;
-    return 0;
-}
-
+/* A chunk event is its header (ds_event_encode_head: every field, then
+ * the bin header of data) followed by the chunk's bytes, read from the
+ * spool straight into the event: one copy, no re-encoding of 900 KiB.
+ * Each assembled event is decoded again before it is sent. */
 /* Chunk i of the update as one malloc'd event (*out, *out_len). */
 static int chunk_event(ds_event *ev, int fd, uint64_t off, size_t len,
                        uint8_t **out, size_t *out_len, ds_err *err)
 {
-    uint8_t head[HEAD_MAX];
+    uint8_t *head = NULL;
     size_t hlen = 0;
-    int rc = encode_head(ev, len, head, &hlen, err);
+    ev->data = NULL;
+    ev->data_len = len;
+    int rc = ds_event_encode_head(ev, &head, &hlen, err);
     if (rc < 0)
         return rc;
     uint8_t *val = malloc(hlen + len);
-    if (val == NULL)
+    if (val == NULL) {
+        free(head);
         return ds_err_set(err, -ENOMEM, "io-error",
                           "chunk %u: %zu bytes: out of memory",
                           (unsigned)ev->chunk, hlen + len);
+    }
     memcpy(val, head, hlen);
+    free(head);
     size_t got = 0;
     while (got < len) {
         ssize_t n = pread(fd, val + hlen + got, len - got, (off_t)(off + got));
