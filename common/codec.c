@@ -567,37 +567,19 @@ static int pack_event(msgpack_packer *pk, const ds_event *ev, int body)
     return rc;
 }
 
-int ds_event_encode(const ds_event *ev, uint8_t **out, size_t *out_len,
-                    ds_err *err)
+/* Encode ev, with data's body (whole event) or without (header only: data
+ * is then not looked at, but checked as a whole event would be). */
+static int encode(const char *op, const ds_event *ev, int body, uint8_t **out,
+                  size_t *out_len, ds_err *err)
 {
-    const char *op = "encode event";
     if (ev == NULL || out == NULL || out_len == NULL)
         return ds_err_set(err, -EINVAL, BAD, "%s: NULL argument", op);
     *out = NULL;
     *out_len = 0;
-    int rc = check_event(op, ev, err);
-    if (rc < 0)
-        return rc;
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    rc = pack_event(&pk, ev, 1);
-    return finish(op, &sb, rc, out, out_len, err);
-}
-
-int ds_event_encode_head(const ds_event *ev, uint8_t **out, size_t *out_len,
-                         ds_err *err)
-{
-    const char *op = "encode event header";
-    if (ev == NULL || out == NULL || out_len == NULL)
-        return ds_err_set(err, -EINVAL, BAD, "%s: NULL argument", op);
-    *out = NULL;
-    *out_len = 0;
-    /* Checked as a whole event: data is the caller's, not looked at. */
     ds_event chk = *ev;
     static const uint8_t stand_in = 0;
-    chk.data = &stand_in;
+    if (!body)
+        chk.data = &stand_in;
     int rc = check_event(op, &chk, err);
     if (rc < 0)
         return rc;
@@ -605,8 +587,20 @@ int ds_event_encode_head(const ds_event *ev, uint8_t **out, size_t *out_len,
     msgpack_packer pk;
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    rc = pack_event(&pk, ev, 0);
+    rc = pack_event(&pk, ev, body);
     return finish(op, &sb, rc, out, out_len, err);
+}
+
+int ds_event_encode(const ds_event *ev, uint8_t **out, size_t *out_len,
+                    ds_err *err)
+{
+    return encode("encode event", ev, 1, out, out_len, err);
+}
+
+int ds_event_encode_head(const ds_event *ev, uint8_t **out, size_t *out_len,
+                         ds_err *err)
+{
+    return encode("encode event header", ev, 0, out, out_len, err);
 }
 
 static uint64_t u64(const msgpack_object *o)

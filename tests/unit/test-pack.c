@@ -808,6 +808,19 @@ static int cancel_hook(void *ctx)
     return ++c->calls >= c->at;
 }
 
+/* Pack src into the file out with cancel_hook asking c. */
+static int pack_with_hook(const char *src, const char *out, cancel_after *c,
+                          ds_pack_stats *st, ds_err *err)
+{
+    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    cr_assert_geq(fd, 0);
+    ds_pack_opts o = {.cancelled = cancel_hook, .cancel_ctx = c};
+    ds_err_clear(err);
+    int rc = ds_pack(src, &o, fd, st, err);
+    close(fd);
+    return rc;
+}
+
 Test(pack, cancel_hook_stops_the_pack, .timeout = 120)
 {
     sample s;
@@ -815,14 +828,9 @@ Test(pack, cancel_hook_stops_the_pack, .timeout = 120)
     char *out = pathf("%s/cancel.zst", s.tmp);
     for (int at = 1; at <= 3; at++) {
         cancel_after c = {0, at};
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        cr_assert_geq(fd, 0);
-        ds_pack_opts o = {.cancelled = cancel_hook, .cancel_ctx = &c};
         ds_pack_stats st;
         ds_err err;
-        ds_err_clear(&err);
-        int rc = ds_pack(s.src, &o, fd, &st, &err);
-        close(fd);
+        int rc = pack_with_hook(s.src, out, &c, &st, &err);
         cr_assert_eq(rc, -ECANCELED, "at %d: rc %d (%s)", at, rc, err.msg);
         cr_assert_str_eq(err.reason, "cancelled");
         cr_assert_neq(strstr(err.msg, s.src), NULL, "%s", err.msg);
@@ -830,13 +838,10 @@ Test(pack, cancel_hook_stops_the_pack, .timeout = 120)
     }
     /* Never set: the same bytes as without a hook. */
     cancel_after never = {0, INT_MAX};
-    int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    cr_assert_geq(fd, 0);
-    ds_pack_opts o = {.cancelled = cancel_hook, .cancel_ctx = &never};
     ds_pack_stats st;
     ds_err err;
-    cr_assert_eq(ds_pack(s.src, &o, fd, &st, &err), 0, "%s", err.msg);
-    close(fd);
+    cr_assert_eq(pack_with_hook(s.src, out, &never, &st, &err), 0, "%s",
+                 err.msg);
     cr_assert_gt(never.calls, 1);
     cr_assert_eq(memcmp(st.sha256, s.st.sha256, 32), 0);
     buf z = read_all(out);
