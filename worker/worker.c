@@ -111,6 +111,7 @@ typedef struct worker {
     const ds_worker_opts *o;
     rd_kafka_t *consumer;
     rd_kafka_t *producer;
+    rd_kafka_topic_t *out_topics[2]; /* DLQ, status: metadata known early */
     rd_kafka_queue_t *cqueue;
     ds_library *lib;
     ds_refetch *refetch;
@@ -1297,6 +1298,12 @@ static int make_clients(worker *w, ds_err *err)
         rd_kafka_conf_destroy(pc);
         return ds_err_set(err, -EINVAL, "kafka", "create producer: %s", errstr);
     }
+    /* Topic handles ask for the topics' metadata at once: librdkafka
+     * otherwise holds the first message to a topic it does not know until
+     * its next metadata scan (up to a second), and the first status record
+     * or dead letter would lag its finalize or rejection by that much. */
+    w->out_topics[0] = rd_kafka_topic_new(w->producer, DS_TOPIC_DLQ, NULL);
+    w->out_topics[1] = rd_kafka_topic_new(w->producer, DS_TOPIC_STATUS, NULL);
 
     rd_kafka_poll_set_consumer(w->consumer);
     rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(1);
@@ -1348,6 +1355,9 @@ static void cleanup(worker *w)
         rd_kafka_queue_destroy(w->cqueue);
     if (w->consumer != NULL)
         rd_kafka_destroy(w->consumer);
+    for (int i = 0; i < 2; i++)
+        if (w->out_topics[i] != NULL)
+            rd_kafka_topic_destroy(w->out_topics[i]);
     if (w->producer != NULL)
         rd_kafka_destroy(w->producer);
     ds_refetch_free(w->refetch);

@@ -23,7 +23,12 @@ wait_log w1 "msg=discarded .*package=$P version=1 .*reason=duplicate"
 wait_lag0 "$S"
 [ "$(current_version "$L" "$P")" = 1 ] || fail "current moved on a duplicate"
 
-"$KTOOL" dump -b "$B" -t pkg.status >"$T/status.txt"
+# Written by the worker after the finalize, delivered asynchronously.
+for _ in $(seq 50); do
+  "$KTOOL" dump -b "$B" -t pkg.status >"$T/status.txt"
+  grep -q "key=$S/$P " "$T/status.txt" && break
+  sleep 0.2
+done
 grep -q "key=$S/$P " "$T/status.txt" || fail "no status record for $S/$P"
 grep -q "key=_published/$P " "$T/status.txt" || fail "no _published record"
 stop_worker w1
