@@ -67,6 +67,10 @@ static const desc counter_desc[DS_C__N] = {
                          "revoke)."},
     [DS_C_COMMITS] = {"despool_offset_commits_total",
                       "Offset commits sent to the group coordinator."},
+    [DS_C_EVENTS_MISSING] = {"despool_events_missing_total",
+                             "Events of pkg.updates the broker deleted before "
+                             "this site did them (retention, the embedded "
+                             "broker's cap): lost for this site."},
 };
 
 static const struct {

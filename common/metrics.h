@@ -30,6 +30,7 @@ typedef enum ds_counter {
     DS_C_EXTRACTED_BYTES, /* tar bytes of finalized updates */
     DS_C_REBALANCES,      /* assign and revoke callbacks */
     DS_C_COMMITS,         /* offset commits sent */
+    DS_C_EVENTS_MISSING,  /* events deleted by the broker before done */
     DS_C__N
 } ds_counter;
 

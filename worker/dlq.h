@@ -2,10 +2,8 @@
  * dlq.h - the worker's two outputs besides the library: dead letters to
  * pkg.updates.dlq (the rejected event's original key and value, unchanged,
  * with despool.* headers naming the reason and the source position) and
- * status records to the compacted pkg.status. Also re-reading an event by
- * its offset, for updates rejected after some of their chunks were
- * consumed and released (a multi-chunk update is never held in memory, so
- * its earlier chunks are fetched again to be dead-lettered whole).
+ * status records to the compacted pkg.status (refetch.h re-reads events
+ * to dead-letter).
  */
 #ifndef DS_DLQ_H
 #define DS_DLQ_H
@@ -32,20 +30,10 @@ typedef struct ds_dead_letter {
 int ds_dlq_produce(rd_kafka_t *producer, const char *site,
                    const ds_dead_letter *dl, void *opaque, ds_err *err);
 
-/* Produce the status record <site>/<package> to pkg.status. */
+/* Produce the status record <site>/<package> to pkg.status; opaque
+ * reaches the delivery report. */
 int ds_status_produce(rd_kafka_t *producer, const char *site,
                       const char *package, uint64_t version, const char *state,
-                      const char *detail, ds_err *err);
-
-typedef struct ds_refetch ds_refetch;
-
-/* A group-less read_committed consumer used only to re-read events. */
-int ds_refetch_new(const ds_kconf *kc, ds_refetch **out, ds_err *err);
-void ds_refetch_free(ds_refetch *rf);
-
-/* Fetch the pkg.updates event at partition/offset (waits up to
- * timeout_ms). *msg is the caller's to destroy. */
-int ds_refetch_get(ds_refetch *rf, int32_t partition, int64_t offset,
-                   int timeout_ms, rd_kafka_message_t **msg, ds_err *err);
+                      const char *detail, void *opaque, ds_err *err);
 
 #endif
