@@ -204,8 +204,9 @@ void rewind_partition(worker *w, int32_t partition)
     p->seek_to = cp;
     p->seek_pending = seek_back(w, partition, cp) < 0;
     ds_warn("partition-paused",
-            "site=%s partition=%d rewind_to=%lld retry_in_ms=%llu", w->o->site,
-            (int)partition, (long long)cp, (unsigned long long)p->backoff_ms);
+            "partition=%d rewind_to=%lld retry_in_ms=%llu site=%s",
+            (int)partition, (long long)cp, (unsigned long long)p->backoff_ms,
+            w->o->site);
 }
 
 /* From a callback: rewind at the main loop's next safe point. */
@@ -244,8 +245,8 @@ void resume_due(worker *w)
         rd_kafka_topic_partition_list_add(l, DS_TOPIC_UPDATES, i);
         rd_kafka_resume_partitions(w->consumer, l);
         rd_kafka_topic_partition_list_destroy(l);
-        ds_info("partition-resumed", "site=%s partition=%d", w->o->site,
-                (int)i);
+        ds_info("partition-resumed", "partition=%d site=%s", (int)i,
+                w->o->site);
     }
 }
 
