@@ -60,8 +60,13 @@ static void supersede(worker *w, const char *package, uint64_t version)
 static void complete_one(worker *w, ds_update *u)
 {
     flight *f = ds_update_user(u);
-    const ds_err *err = NULL;
-    ds_outcome out = ds_update_outcome(u, &err);
+    const ds_err *uerr = NULL;
+    ds_outcome out = ds_update_outcome(u, &uerr);
+    /* Copied: uerr lives in u, which is freed below. */
+    ds_err errcopy = {0};
+    if (uerr != NULL)
+        errcopy = *uerr;
+    const ds_err *err = &errcopy;
     char id[2 * DS_UPDATE_ID_LEN + 1], q[600];
     const ds_event *h = &f->hdr;
     double fin_secs = ds_update_finalize_seconds(u),
@@ -125,13 +130,8 @@ static void complete_one(worker *w, ds_update *u)
                 w->o->site, h->package, h->version, hexid(id, f), err->reason,
                 ds_log_quote(q, sizeof(q), err->msg));
         report_status(w, h->package, h->version, "failed", err->msg);
-        {
-            char reason[DS_REASON_MAX], detail[DS_ERRMSG_MAX];
-            snprintf(reason, sizeof(reason), "%s", err->reason);
-            snprintf(detail, sizeof(detail), "%s", err->msg);
-            dead_letter_consumed(w, f, reason, detail);
-            flight_retire(w, f, DEAD, reason, detail);
-        }
+        dead_letter_consumed(w, f, errcopy.reason, errcopy.msg);
+        flight_retire(w, f, DEAD, errcopy.reason, errcopy.msg);
         break;
     case DS_OUT_IOERROR:
         w->n.ioerrors++;
