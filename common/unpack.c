@@ -1017,6 +1017,8 @@ static int fixup_cmp(const void *pa, const void *pb, void *ctx)
 
 static int apply_fixups(unpacker *u)
 {
+    if (u->nfix == 0)
+        return 0; /* (fix is NULL: not for qsort_r) */
     qsort_r(u->fix, u->nfix, sizeof(*u->fix), fixup_cmp, u->fixbuf);
     for (size_t i = 0; i < u->nfix; i++) {
         const dir_fixup *f = &u->fix[i];
