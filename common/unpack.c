@@ -25,6 +25,7 @@
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,9 @@
 #define UNPACK_OUT_BUF  (256 * 1024)
 #define UNPACK_PATH_MAX 4096 /* longest entry path or link target accepted */
 #define UNPACK_NAME_MAX 255  /* longest path component accepted */
+/* Most names one file may have: ext4's limit, the lowest of the common
+ * filesystems', so an archive is accepted or refused alike on all. */
+#define UNPACK_LINK_MAX 65000
 
 /* Streams declaring more than PIPE_MIN_SIZE bytes (by default) are
  * decompressed and hashed by a helper thread while the calling thread
@@ -110,6 +114,7 @@ typedef struct unpacker {
     uint8_t *out; /* small streams only: outcap bytes */
     size_t outcap;
     uint64_t entries;
+    uint64_t tree; /* sum of the sizes of the regular files so far */
 
     int dest_fd;
     /* The last parent directory opened, kept open: entries arrive depth
@@ -416,6 +421,44 @@ static int unsafe(unpacker *u, const char *name, const char *why)
                       u->dest, name, why);
 }
 
+/* --- whose fault a failed filesystem call is ----------------------------- */
+
+const char *ds_unpack_fs_reason(int errnum, int names)
+{
+    switch (errnum) {
+    case EFBIG:  /* a file larger than the filesystem (or RLIMIT_FSIZE) */
+    case EMLINK: /* more names for one file, or subdirectories in one */
+        return "too-large";
+    case ENAMETOOLONG: /* a name longer than this filesystem stores */
+    case EILSEQ:       /* not valid in its encoding (strict casefolding) */
+        return "unsafe-path";
+    case EINVAL: /* a name it refuses (vfat and ntfs: "a:b", "nul") */
+        return names ? "unsafe-path" : "io-error";
+    default: /* ENOSPC, EDQUOT, EIO, EACCES, EPERM, EROFS, EMFILE, ... */
+        return "io-error";
+    }
+}
+
+/* Whether a call creates a name taken from the archive (for EINVAL). */
+enum { NO_NAME = 0, NEW_NAME = 1 };
+
+/* Record a failed filesystem call (errno set) with the reason
+ * ds_unpack_fs_reason gives: every extraction call but the opening of
+ * the destination itself ends here. */
+static int fs_fail(unpacker *u, int names, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fs_fail(unpacker *u, int names, const char *fmt, ...)
+{
+    int saved = errno;
+    char what[DS_ERRMSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    errno = saved;
+    return ds_err_sys(u->err, ds_unpack_fs_reason(saved, names), "%s", what);
+}
+
 /*
  * Copy the relative path p into out without "." or empty components.
  * Absolute paths, ".." anywhere, overlong paths or components are refused
@@ -541,9 +584,8 @@ static int open_dir(unpacker *u, const char *path, size_t len, int create,
         int nfd = openat(cur, comp, flags);
         if (nfd < 0 && errno == ENOENT && create) {
             if (mkdirat(cur, comp, 0755) < 0 && errno != EEXIST) {
-                int rc = ds_err_sys(u->err, "io-error",
-                                    "unpack %s: entry %s: mkdir %.*s", u->dest,
-                                    name, (int)(pos + clen), path);
+                int rc = fs_fail(u, NEW_NAME, "unpack %s: entry %s: mkdir %.*s",
+                                 u->dest, name, (int)(pos + clen), path);
                 if (cur != u->dest_fd && cur != u->cache_fd)
                     close(cur);
                 return rc;
@@ -564,9 +606,8 @@ static int open_dir(unpacker *u, const char *path, size_t len, int create,
                 return ds_err_set(u->err, -ENOENT, "corrupt-tar",
                                   "unpack %s: entry %s: %.*s does not exist",
                                   u->dest, name, (int)(pos + clen), path);
-            return ds_err_sys(u->err, "io-error",
-                              "unpack %s: entry %s: open %.*s", u->dest, name,
-                              (int)(pos + clen), path);
+            return fs_fail(u, NEW_NAME, "unpack %s: entry %s: open %.*s",
+                           u->dest, name, (int)(pos + clen), path);
         }
         cur = nfd;
         pos += clen + 1;
@@ -586,13 +627,11 @@ static int make_room(unpacker *u, int dirfd, const char *base, const char *name)
 {
     struct stat st;
     if (fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        return ds_err_sys(u->err, "io-error", "unpack %s: stat %s", u->dest,
-                          name);
+        return fs_fail(u, NO_NAME, "unpack %s: stat %s", u->dest, name);
     if (S_ISDIR(st.st_mode))
         return unsafe(u, name, "would replace a directory");
     if (unlinkat(dirfd, base, 0) < 0)
-        return ds_err_sys(u->err, "io-error", "unpack %s: unlink %s", u->dest,
-                          name);
+        return fs_fail(u, NO_NAME, "unpack %s: unlink %s", u->dest, name);
     return 0;
 }
 
@@ -637,6 +676,40 @@ static int read_failed(unpacker *u, struct archive *a, const char *what)
                       u->dest, what, archive_error_string(a));
 }
 
+/*
+ * A regular file's claim on the disk, checked at its header before any of
+ * it is written. The tree's apparent size (the sum of its files' sizes,
+ * each counted once per entry) is bounded by the declared size: every byte
+ * of a plain file is a byte of the tar stream, so an honest tree is never
+ * larger. A sparse file breaks that (its holes cost nothing in the
+ * stream: 280 compressed bytes can claim 32 TiB, which ext4 refuses with
+ * EFBIG and xfs or tmpfs write), and pkgpub never writes one (pack.c
+ * stores files whole): it is refused outright, whatever its size.
+ */
+static int check_file(unpacker *u, struct archive_entry *e, const char *name)
+{
+    int64_t size = archive_entry_size(e);
+    /* libarchive reports a "sparse" map of one extent covering the whole
+     * file as no map: such a file is stored whole. */
+    if (archive_entry_sparse_count(e) > 0)
+        return ds_err_set(u->err, -EBADMSG, "corrupt-tar",
+                          "unpack %s: entry %s: sparse file (apparent size "
+                          "%lld bytes): sparse entries are not accepted",
+                          u->dest, name, (long long)size);
+    if (!archive_entry_size_is_set(e) || size < 0)
+        return ds_err_set(u->err, -EBADMSG, "corrupt-tar",
+                          "unpack %s: entry %s: no valid size", u->dest, name);
+    if ((uint64_t)size > u->opts->size - u->tree)
+        return ds_err_set(u->err, -EFBIG, "too-large",
+                          "unpack %s: entry %s: its %lld bytes take the "
+                          "extracted files past the declared size of %llu "
+                          "bytes",
+                          u->dest, name, (long long)size,
+                          (unsigned long long)u->opts->size);
+    u->tree += (uint64_t)size;
+    return 0;
+}
+
 static int put_file(unpacker *u, struct archive *a, struct archive_entry *e,
                     int dirfd, const char *base, const char *name)
 {
@@ -649,8 +722,11 @@ static int put_file(unpacker *u, struct archive *a, struct archive_entry *e,
         fd = openat(dirfd, base, flags, 0600);
     }
     if (fd < 0)
-        return ds_err_sys(u->err, "io-error", "unpack %s: create %s", u->dest,
-                          name);
+        return fs_fail(u, NEW_NAME, "unpack %s: create %s", u->dest, name);
+    /* check_file accepted size; sparse entries are refused, so the data
+     * comes in order and fills [0, size) exactly: nothing is written
+     * beyond the size that was counted against the declared one. */
+    int64_t size = archive_entry_size(e);
     int rc = 0;
     int64_t end = 0;
     for (;;) {
@@ -666,32 +742,38 @@ static int put_file(unpacker *u, struct archive *a, struct archive_entry *e,
             rc = read_failed(u, a, what);
             goto out;
         }
-        if (len > 0 && pwrite_all(fd, buf, len, (off_t)off) < 0) {
-            rc = ds_err_sys(u->err, "io-error", "unpack %s: write %s", u->dest,
-                            name);
+        if (off != end || (uint64_t)len > (uint64_t)(size - end)) {
+            rc = ds_err_set(u->err, -EBADMSG, "corrupt-tar",
+                            "unpack %s: entry %s: %zu bytes of data at offset "
+                            "%lld, where offset %lld of its %lld was due (a "
+                            "sparse or malformed entry)",
+                            u->dest, name, len, (long long)off, (long long)end,
+                            (long long)size);
             goto out;
         }
-        if (off + (int64_t)len > end)
-            end = off + (int64_t)len;
+        if (len > 0 && pwrite_all(fd, buf, len, (off_t)off) < 0) {
+            rc = fs_fail(u, NO_NAME, "unpack %s: write %s", u->dest, name);
+            goto out;
+        }
+        end += (int64_t)len;
     }
-    /* A sparse file's trailing hole. */
-    if (archive_entry_size_is_set(e) && archive_entry_size(e) > end &&
-        ftruncate(fd, (off_t)archive_entry_size(e)) < 0) {
-        rc = ds_err_sys(u->err, "io-error", "unpack %s: truncate %s", u->dest,
-                        name);
+    if (end != size) {
+        rc = ds_err_set(u->err, -EBADMSG, "corrupt-tar",
+                        "unpack %s: entry %s: %lld bytes of data, its header "
+                        "says %lld",
+                        u->dest, name, (long long)end, (long long)size);
         goto out;
     }
     struct timespec ts[2];
     entry_times(e, ts);
     if (fchmod(fd, archive_entry_perm(e) & 0777) < 0 || futimens(fd, ts) < 0) {
-        rc = ds_err_sys(u->err, "io-error", "unpack %s: set mode/mtime of %s",
-                        u->dest, name);
+        rc = fs_fail(u, NO_NAME, "unpack %s: set mode/mtime of %s", u->dest,
+                     name);
         goto out;
     }
 out:
     if (close(fd) < 0 && rc == 0)
-        rc = ds_err_sys(u->err, "io-error", "unpack %s: close %s", u->dest,
-                        name);
+        rc = fs_fail(u, NO_NAME, "unpack %s: close %s", u->dest, name);
     return rc;
 }
 
@@ -739,19 +821,17 @@ static int put_dir(unpacker *u, struct archive_entry *e, int dirfd,
     /* 0700 until the end: the archive's mode may deny us writing into it. */
     if (mkdirat(dirfd, base, 0700) < 0) {
         if (errno != EEXIST)
-            return ds_err_sys(u->err, "io-error", "unpack %s: mkdir %s",
-                              u->dest, name);
+            return fs_fail(u, NEW_NAME, "unpack %s: mkdir %s", u->dest, name);
         struct stat st;
         if (fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) < 0)
-            return ds_err_sys(u->err, "io-error", "unpack %s: stat %s", u->dest,
-                              name);
+            return fs_fail(u, NO_NAME, "unpack %s: stat %s", u->dest, name);
         if (!S_ISDIR(st.st_mode)) {
             int rc = make_room(u, dirfd, base, name);
             if (rc < 0)
                 return rc;
             if (mkdirat(dirfd, base, 0700) < 0)
-                return ds_err_sys(u->err, "io-error", "unpack %s: mkdir %s",
-                                  u->dest, name);
+                return fs_fail(u, NEW_NAME, "unpack %s: mkdir %s", u->dest,
+                               name);
         }
     }
     return add_fixup(u, u->path, len, e);
@@ -762,20 +842,17 @@ static int put_symlink(unpacker *u, struct archive_entry *e, int dirfd,
 {
     if (symlinkat(target, dirfd, base) < 0) {
         if (errno != EEXIST)
-            return ds_err_sys(u->err, "io-error", "unpack %s: symlink %s",
-                              u->dest, name);
+            return fs_fail(u, NEW_NAME, "unpack %s: symlink %s", u->dest, name);
         int rc = make_room(u, dirfd, base, name);
         if (rc < 0)
             return rc;
         if (symlinkat(target, dirfd, base) < 0)
-            return ds_err_sys(u->err, "io-error", "unpack %s: symlink %s",
-                              u->dest, name);
+            return fs_fail(u, NEW_NAME, "unpack %s: symlink %s", u->dest, name);
     }
     struct timespec ts[2];
     entry_times(e, ts);
     if (utimensat(dirfd, base, ts, AT_SYMLINK_NOFOLLOW) < 0)
-        return ds_err_sys(u->err, "io-error", "unpack %s: set mtime of %s",
-                          u->dest, name);
+        return fs_fail(u, NO_NAME, "unpack %s: set mtime of %s", u->dest, name);
     return 0;
 }
 
@@ -807,7 +884,7 @@ static int put_hardlink(unpacker *u, const char *hl, const char *name,
     /* Our own descriptor: opening the link's parent may evict the cache. */
     tfd = fcntl(tfd, F_DUPFD_CLOEXEC, 0);
     if (tfd < 0)
-        return ds_err_sys(u->err, "io-error", "unpack %s: dup", u->dest);
+        return fs_fail(u, NO_NAME, "unpack %s: dup", u->dest);
 
     struct stat st;
     if (fstatat(tfd, tbase, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -817,19 +894,29 @@ static int put_hardlink(unpacker *u, const char *hl, const char *name,
                             "exist",
                             u->dest, name, u->target);
         else
-            rc = ds_err_sys(u->err, "io-error", "unpack %s: stat %s", u->dest,
-                            u->target);
+            rc = fs_fail(u, NO_NAME, "unpack %s: stat %s", u->dest, u->target);
         goto out;
     }
     if (S_ISDIR(st.st_mode)) {
         rc = unsafe(u, name, "hardlink to a directory");
         goto out;
     }
+    /* Every name of the file is one of this archive's entries (the tree
+     * is new), so the entry cap bounds the links in all; this bounds them
+     * per file, before the filesystem's own limit (EMLINK) would. */
+    if (st.st_nlink >= UNPACK_LINK_MAX) {
+        rc = ds_err_set(u->err, -EMLINK, "too-large",
+                        "unpack %s: entry %s: hardlink target %s has %llu "
+                        "names already, at most %d are accepted",
+                        u->dest, name, u->target,
+                        (unsigned long long)st.st_nlink, UNPACK_LINK_MAX);
+        goto out;
+    }
     if (S_ISLNK(st.st_mode)) {
         ssize_t n = readlinkat(tfd, tbase, u->link, sizeof(u->link) - 1);
         if (n < 0) {
-            rc = ds_err_sys(u->err, "io-error", "unpack %s: readlink %s",
-                            u->dest, u->target);
+            rc = fs_fail(u, NO_NAME, "unpack %s: readlink %s", u->dest,
+                         u->target);
             goto out;
         }
         u->link[n] = '\0';
@@ -849,14 +936,14 @@ static int put_hardlink(unpacker *u, const char *hl, const char *name,
         goto out;
     if (linkat(tfd, tbase, dirfd, base, 0) < 0) {
         if (errno != EEXIST) {
-            rc = ds_err_sys(u->err, "io-error", "unpack %s: link %s to %s",
-                            u->dest, name, u->target);
+            rc = fs_fail(u, NEW_NAME, "unpack %s: link %s to %s", u->dest, name,
+                         u->target);
             goto out;
         }
         rc = make_room(u, dirfd, base, name);
         if (rc == 0 && linkat(tfd, tbase, dirfd, base, 0) < 0)
-            rc = ds_err_sys(u->err, "io-error", "unpack %s: link %s to %s",
-                            u->dest, name, u->target);
+            rc = fs_fail(u, NEW_NAME, "unpack %s: link %s to %s", u->dest, name,
+                         u->target);
     }
 out:
     close(tfd);
@@ -888,6 +975,11 @@ static int put_entry(unpacker *u, struct archive *a, struct archive_entry *e)
     }
     if (hl != NULL)
         return put_hardlink(u, hl, name, len, ncomp);
+    if (type == AE_IFREG) {
+        int rc = check_file(u, e, name);
+        if (rc < 0)
+            return rc;
+    }
     const char *target = NULL;
     if (type == AE_IFLNK) {
         target = archive_entry_symlink(e);
@@ -925,6 +1017,8 @@ static int fixup_cmp(const void *pa, const void *pb, void *ctx)
 
 static int apply_fixups(unpacker *u)
 {
+    if (u->nfix == 0)
+        return 0; /* (fix is NULL: not for qsort_r) */
     qsort_r(u->fix, u->nfix, sizeof(*u->fix), fixup_cmp, u->fixbuf);
     for (size_t i = 0; i < u->nfix; i++) {
         const dir_fixup *f = &u->fix[i];
@@ -937,9 +1031,9 @@ static int apply_fixups(unpacker *u)
         if (f->has_mtime)
             ts[1] = f->mtime;
         if (fchmod(fd, f->mode) < 0 || futimens(fd, ts) < 0)
-            return ds_err_sys(u->err, "io-error",
-                              "unpack %s: set mode/mtime of directory %s",
-                              u->dest, path);
+            return fs_fail(u, NO_NAME,
+                           "unpack %s: set mode/mtime of directory %s", u->dest,
+                           path);
     }
     return 0;
 }

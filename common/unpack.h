@@ -14,9 +14,26 @@
  * inside the destination. Owners, ACLs, xattrs and setuid/setgid/sticky
  * bits are never applied. Modes (permission bits) and mtimes are.
  *
- * Failure reasons (err->reason): corrupt-zstd, corrupt-tar, size-mismatch,
- * sha256-mismatch, unsafe-path, too-large (the event's fault: dead-letter);
- * io-error (the local disk's fault: retry); cancelled (the source said so).
+ * Bounded on disk, not only in the stream: the sizes of the regular files
+ * extracted add up to at most the declared size (checked at each entry's
+ * header, before it is written), sparse files are refused (their holes
+ * would let a few bytes claim terabytes), the entry cap bounds every name
+ * created, and no file gets more than 65000 names (hardlinks).
+ *
+ * Failure reasons (err->reason), the event's fault (dead-letter):
+ *   corrupt-zstd, size-mismatch, sha256-mismatch;
+ *   corrupt-tar   not a tar stream, or a sparse file, or an entry whose
+ *                 data does not match its header;
+ *   unsafe-path   a path or link target outside the destination, a device
+ *                 node, FIFO or socket, a path over 4096 bytes or a
+ *                 component over 255, or a name the filesystem cannot
+ *                 store (ENAMETOOLONG, EILSEQ, EINVAL);
+ *   too-large     over the declared size, the entry cap or the zstd
+ *                 window; a file or link count the filesystem cannot
+ *                 hold (EFBIG, EMLINK);
+ * the site's fault (retry): io-error (disk full, quota, I/O error,
+ * permissions, read-only filesystem); internal: out of memory or a
+ * library failure; cancelled: the source said so.
  */
 #ifndef DS_UNPACK_H
 #define DS_UNPACK_H
@@ -58,6 +75,15 @@ typedef struct ds_unpack_stats {
     uint64_t size;    /* uncompressed bytes seen */
     uint64_t zsize;   /* compressed bytes consumed */
 } ds_unpack_stats;
+
+/* The reason for a filesystem call that failed with errnum while
+ * extracting (names: the call creates a name the archive gave: create,
+ * mkdir, symlink, link). The archive's fault when the entry is more than
+ * the site's filesystem can hold, so that a retry would fail alike for
+ * ever: "too-large" for EFBIG and EMLINK, "unsafe-path" for ENAMETOOLONG,
+ * EILSEQ and, when names is set, EINVAL. Any other errno is the site's:
+ * "io-error". */
+const char *ds_unpack_fs_reason(int errnum, int names);
 
 /* Extract the stream from rd into dest (an existing, empty directory).
  * On failure dest may hold a partial tree: the caller discards it. */

@@ -4,8 +4,9 @@
  * declares their true size and sha256, so every input reaches the tar
  * layer and the filesystem writer (ds_unpack), once on the calling thread
  * and once through the helper thread. Extraction must never crash, both
- * ways must agree on success, and nothing may appear outside the
- * destination (fuzz_dir.h).
+ * ways must agree on success, nothing may appear outside the destination
+ * (fuzz_dir.h), and the files written may not add up to more than the
+ * declared size.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -60,6 +61,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ds_unpack_stats st;
         ds_err err;
         failed[t] = ds_unpack(d.dest, next, &s, &o, &st, &err) < 0;
+        /* Refused or not, the tree written is no larger than the stream
+         * it came from (a sparse file would be). */
+        if (fuzz_dir_tree_bytes(&d) > size)
+            abort();
         fuzz_dir_check_and_remove(&d);
     }
     if (failed[0] != failed[1])

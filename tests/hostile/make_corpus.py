@@ -49,6 +49,15 @@ def tar_of(entries):
     return buf.getvalue()
 
 
+def tar_gnu(entries):
+    """Like tar_of, in GNU format (long names as ././@LongLink entries)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as t:
+        for ti, data in entries:
+            t.addfile(ti, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
 def ti(name, kind=tarfile.REGTYPE, data=b"", mode=0o644, link=""):
     t = tarfile.TarInfo(name)
     t.type = kind
@@ -61,6 +70,58 @@ def ti(name, kind=tarfile.REGTYPE, data=b"", mode=0o644, link=""):
 
 def ok_file(name="VERSION", data=b"hostile corpus\n"):
     return ti(name, data=data)
+
+
+EOA = bytes(1024)  # the end-of-archive blocks
+
+
+def tar_num(n, width):
+    """A tar number field: octal and NUL, or base-256 when too big."""
+    s = b"%0*o" % (width - 1, n)
+    if len(s) <= width - 1:
+        return s + b"\0"
+    return b"\x80" + n.to_bytes(width - 1, "big")
+
+
+def header(name, kind, size=0, link=b"", magic=b"ustar\x0000", fields=()):
+    """One 512-byte tar header, by hand (tarfile writes no GNU sparse and
+    is slow for 65,000 entries); fields: (offset, bytes) to set too."""
+    h = bytearray(512)
+    for off, b in ((0, name), (100, tar_num(0o644, 8)), (108, tar_num(0, 8)),
+                   (116, tar_num(0, 8)), (124, tar_num(size, 12)),
+                   (136, tar_num(1764064800, 12)), (156, kind), (157, link),
+                   (257, magic)) + tuple(fields):
+        h[off:off + len(b)] = b
+    h[148:156] = b" " * 8
+    h[148:156] = b"%06o\0 " % sum(h)
+    return bytes(h)
+
+
+def hardlinks(n, target="%s-linked" % PWN):
+    """A ustar archive: one file, then n hardlinks to it."""
+    out = [header(target.encode(), b"0", 1), b"x" + bytes(511)]
+    for i in range(n):
+        out.append(header(b"l%06d" % i, b"1", link=target.encode()))
+    return b"".join(out) + EOA
+
+
+def old_gnu_sparse(name, realsize, extents, data):
+    """An old-GNU sparse entry (type 'S'): up to 4 (offset, length) extents
+    in the header, the file's apparent size in `realsize`, and only the
+    extents' bytes (data) stored."""
+    f = [(483, tar_num(realsize, 12))]
+    for i, (o, n) in enumerate(extents):
+        f += [(386 + 24 * i, tar_num(o, 12)), (398 + 24 * i, tar_num(n, 12))]
+    return (header(name.encode(), b"S", len(data), magic=b"ustar  \0", fields=f)
+            + data + bytes(-len(data) % 512))
+
+
+def pax_sparse(name, pax, data):
+    """A GNU sparse entry in pax form: its GNU.sparse.* attributes in pax,
+    data as stored (for 1.0, the map in front of the extents' bytes)."""
+    t = tarfile.TarInfo(name)
+    t.size, t.mtime, t.pax_headers = len(data), 1764064800, pax
+    return tar_of([(t, data)])
 
 
 class Corpus:
@@ -144,6 +205,60 @@ def build(c):
              "entry path of 5,000+ bytes")
     c.update("long-component", "unsafe-archive", U,
              tar_of([ti("a" * 300, data=b"x")]), "one path component of 300 bytes")
+
+    c.update("long-name-gnu", "unsafe-archive", U,
+             tar_gnu([ti("%s-%s" % (PWN, "n" * 300), data=b"x")]),
+             "GNU long-name entry (././@LongLink) with a 300-byte component")
+    c.update("long-dir-component", "unsafe-archive", U,
+             tar_of([ti("d" * 256, tarfile.DIRTYPE, mode=0o755),
+                     ti("d" * 256 + "/" + PWN, data=b"x")]),
+             "a directory named by a 256-byte component, then a file in it")
+    c.update("long-symlink-target", "unsafe-archive", U,
+             tar_of([ti("%s-l" % PWN, tarfile.SYMTYPE, link="a/" * 2100)]),
+             "symlink whose target is 4,200 bytes")
+    c.update("long-hardlink-target", "unsafe-archive", U,
+             tar_of([ok_file(), ti("%s-h" % PWN, tarfile.LNKTYPE,
+                                   link="/".join(["d" * 250] * 20))]),
+             "hardlink whose target path is 5,000+ bytes")
+
+    # --- sparse files: a few stored bytes claiming terabytes on disk ------
+    # (ext4 answers EFBIG at 16 TiB, xfs and tmpfs write them). Refused
+    # at the header, whatever the size: corrupt-tar; with no extents at
+    # all the file is just larger than the declared size: too-large.
+    C, TB32 = "corrupt-tar", 1 << 45
+    c.update("sparse-old-gnu-32tib", "sparse", C,
+             old_gnu_sparse("%s-sparse" % PWN, TB32, [(0, 1)], b"x") + EOA,
+             "old-GNU sparse file claiming 2^45 bytes (32 TiB), 1 byte stored")
+    c.update("sparse-old-gnu-data-at-32tib", "sparse", C,
+             old_gnu_sparse("%s-sparse" % PWN, TB32, [(TB32 - 1, 1)], b"x") + EOA,
+             "old-GNU sparse file: its one stored byte at offset 2^45 - 1")
+    c.update("sparse-old-gnu-no-extents", "sparse", "too-large",
+             old_gnu_sparse("%s-sparse" % PWN, TB32, [], b"") + EOA,
+             "old-GNU sparse file of 2^45 bytes with no extent at all")
+    c.update("sparse-old-gnu-small", "sparse", C,
+             old_gnu_sparse("%s-sparse" % PWN, 8192, [(4096, 1)], b"x") + EOA,
+             "old-GNU sparse file of 8 KiB, within the declared size")
+    m10 = b"1\n0\n1\n"
+    c.update("sparse-pax-1.0", "sparse", C,
+             pax_sparse("GNUSparseFile.0/%s-sparse" % PWN,
+                        {"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                         "GNU.sparse.name": "%s-sparse" % PWN,
+                         "GNU.sparse.realsize": str(TB32)},
+                        m10 + bytes(512 - len(m10)) + b"x"),
+             "pax GNU sparse 1.0 file claiming 2^45 bytes, 1 byte stored")
+    c.update("sparse-pax-0.1", "sparse", C,
+             pax_sparse("%s-sparse" % PWN,
+                        {"GNU.sparse.size": str(TB32), "GNU.sparse.numblocks": "1",
+                         "GNU.sparse.map": "0,1", "GNU.sparse.name": "%s-sparse" % PWN},
+                        b"x"),
+             "pax GNU sparse 0.1 file claiming 2^45 bytes, 1 byte stored")
+
+    # --- hardlink counts ------------------------------------------------
+    # Hardlinks store no data: 65,001 of them to one file (ext4 holds
+    # 65,000 names per file) are 33 MB of tar, ~300 KB compressed. Here
+    # --max-entries 1000 refuses it first; t23 runs it without a cap.
+    c.update("hardlinks-65001", "hardlink-count", "too-large",
+             hardlinks(65001), "65,001 hardlinks to one file, over --max-entries 1000")
 
     # --- caps (too-large) -----------------------------------------------
     T = "too-large"

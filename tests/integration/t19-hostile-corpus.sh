@@ -2,7 +2,9 @@
 # The hostile-input corpus (tests/hostile/make_corpus.py) through a real
 # worker: archives that climb out of the library (absolute paths, '..',
 # symlinks and hardlinks outside, a directory swapped for a symlink),
-# device nodes and FIFOs, entry-count and size caps, zstd bombs and a
+# overlong names and link targets (pax and GNU long names), device nodes
+# and FIFOs, sparse files claiming 32 TiB (old GNU, pax 0.1 and 1.0),
+# 65,001 hardlinks to one file, entry-count and size caps, zstd bombs and a
 # 1 GiB window, truncated and bit-flipped streams, lying sha256 and sizes,
 # broken reassembly (missing chunks, mixed headers), and events that are
 # not events (every invalid vector of schemas/v1). Each event must land in

@@ -3,7 +3,11 @@
  * file) packed to tar+zstd and unpacked from pieces of many sizes must come
  * back identical; packing is deterministic; every malformed or hostile
  * stream fails with its reason and writes nothing outside the destination;
- * two unpacks run at once in two threads. All data is generated here.
+ * what is written is bounded by the declared size (sparse files refused,
+ * a file's header checked before it is created, at most 65000 names per
+ * file); a failed filesystem call is the archive's fault or the site's by
+ * its errno (EFBIG from RLIMIT_FSIZE, ENOSPC from a small tmpfs); two
+ * unpacks run at once in two threads. All data is generated here.
  */
 #include <criterion/criterion.h>
 
@@ -12,13 +16,17 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sched.h>
 #include <openssl/evp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <time.h>
@@ -931,8 +939,13 @@ Test(pack, broken_streams_fail_with_their_reason, .timeout = 120)
     char *p = pathf("%s/smaller/secret", s.tmp);
     cr_assert_not(exists(p), "extraction went on past the declared size");
     free(p);
-    p = pathf("%s/smaller/a/b/c/text.log", s.tmp);
+    p = pathf("%s/smaller/a/b/c", s.tmp);
     cr_assert(exists(p), "extraction had started");
+    free(p);
+    /* text.log alone is larger than the declared size: refused at its
+     * header, never created. */
+    p = pathf("%s/smaller/a/b/c/text.log", s.tmp);
+    cr_assert_not(exists(p), "a file over the declared size was created");
     free(p);
 
     /* Entry cap. */
@@ -1178,6 +1191,458 @@ Test(pack, long_names_and_special_bits, .timeout = 60)
     free(p);
     free(zs.z);
     free(dest);
+    rm_tmp(tmp);
+}
+
+/* --- the tree on disk, and whose fault a failure is ---------------------- */
+
+Test(pack, filesystem_errors_are_the_archives_or_the_sites)
+{
+    static const struct {
+        int e;
+        const char *names, *other; /* for calls creating a name, others */
+    } want[] = {
+        {EFBIG, "too-large", "too-large"},
+        {EMLINK, "too-large", "too-large"},
+        {ENAMETOOLONG, "unsafe-path", "unsafe-path"},
+        {EILSEQ, "unsafe-path", "unsafe-path"},
+        {EINVAL, "unsafe-path", "io-error"},
+        {ENOSPC, "io-error", "io-error"},
+        {EDQUOT, "io-error", "io-error"},
+        {EIO, "io-error", "io-error"},
+        {EACCES, "io-error", "io-error"},
+        {EPERM, "io-error", "io-error"},
+        {EROFS, "io-error", "io-error"},
+        {EMFILE, "io-error", "io-error"},
+        {ENOMEM, "io-error", "io-error"},
+        {0, "io-error", "io-error"},
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        cr_assert_str_eq(ds_unpack_fs_reason(want[i].e, 1), want[i].names,
+                         "errno %d (%s), a name", want[i].e,
+                         strerror(want[i].e));
+        cr_assert_str_eq(ds_unpack_fs_reason(want[i].e, 0), want[i].other,
+                         "errno %d (%s)", want[i].e, strerror(want[i].e));
+    }
+}
+
+/* A tar number field: octal digits and a NUL, or base-256 when too big. */
+static void tar_num(uint8_t *f, size_t width, uint64_t v)
+{
+    if (v < (1ull << (3 * (width - 1)))) {
+        snprintf((char *)f, width, "%0*llo", (int)(width - 1),
+                 (unsigned long long)v);
+        return;
+    }
+    memset(f, 0, width);
+    f[0] = 0x80;
+    for (size_t i = width - 1; i > 0 && v != 0; i--, v >>= 8)
+        f[i] = (uint8_t)v;
+}
+
+/* A tar header by hand, for what libarchive's writer does not produce:
+ * old-GNU sparse entries (type 'S', gnu set), a size its data does not
+ * match. The caller sets type-specific fields, then raw_checksum. */
+static void raw_header(uint8_t h[512], const char *name, char type,
+                       uint64_t size, int gnu)
+{
+    memset(h, 0, 512);
+    memcpy(h, name, strlen(name));
+    tar_num(h + 100, 8, 0644);
+    tar_num(h + 108, 8, 0);
+    tar_num(h + 116, 8, 0);
+    tar_num(h + 124, 12, size);
+    tar_num(h + 136, 12, 1764064800);
+    h[156] = (uint8_t)type;
+    memcpy(h + 257, gnu ? "ustar  " : "ustar\00000", 8);
+}
+
+static void raw_checksum(uint8_t h[512])
+{
+    memset(h + 148, ' ', 8);
+    unsigned sum = 0;
+    for (int i = 0; i < 512; i++)
+        sum += h[i];
+    snprintf((char *)h + 148, 8, "%06o", sum);
+    h[155] = ' ';
+}
+
+/* An old-GNU sparse file: its apparent size, up to 4 extents in the
+ * header, and only the extents' bytes (all 'x') stored. */
+static void add_old_gnu_sparse(buf *t, const char *name, uint64_t realsize,
+                               const uint64_t (*ext)[2], int next)
+{
+    uint8_t h[512];
+    uint64_t stored = 0;
+    for (int i = 0; i < next; i++)
+        stored += ext[i][1];
+    raw_header(h, name, 'S', stored, 1);
+    for (int i = 0; i < next; i++) {
+        tar_num(h + 386 + 24 * i, 12, ext[i][0]);
+        tar_num(h + 398 + 24 * i, 12, ext[i][1]);
+    }
+    tar_num(h + 483, 12, realsize);
+    raw_checksum(h);
+    buf_add(t, h, 512);
+    uint8_t blk[512];
+    memset(blk, 'x', sizeof(blk));
+    for (uint64_t left = stored; left > 0;) {
+        size_t n = left < 512 ? (size_t)left : 512;
+        buf_add(t, blk, n);
+        left -= n;
+    }
+    static const uint8_t zero[512];
+    buf_add(t, zero, (512 - stored % 512) % 512);
+}
+
+static void add_end(buf *t)
+{
+    static const uint8_t zero[1024];
+    buf_add(t, zero, sizeof(zero));
+}
+
+/* The largest apparent size of a regular file under dir (recursive). */
+static uint64_t largest_file(const char *dir)
+{
+    struct dirent **l;
+    int n = scandir(dir, &l, not_dots, cmp_names);
+    cr_assert_geq(n, 0, "scandir %s", dir);
+    uint64_t max = 0;
+    for (int i = 0; i < n; i++) {
+        char *p = pathf("%s/%s", dir, l[i]->d_name);
+        struct stat st;
+        cr_assert_eq(lstat(p, &st), 0);
+        uint64_t s = S_ISDIR(st.st_mode)   ? largest_file(p)
+                     : S_ISREG(st.st_mode) ? (uint64_t)st.st_size
+                                           : 0;
+        if (s > max)
+            max = s;
+        free(p);
+        free(l[i]);
+    }
+    free(l);
+    return max;
+}
+
+/* Unpack zs into a fresh tmp/name on the calling thread and through the
+ * helper; it must fail with reason, naming the entry, with no file
+ * larger than the declared size in what was written and nothing after
+ * the entry ("after.txt"). */
+static void expect_refused(const char *tmp, const char *name, zstream *zs,
+                           const char *reason, const char *entry,
+                           const char *what)
+{
+    for (int th = 0; th < 2; th++) {
+        char *sub = pathf("%s-%d", name, th);
+        char *dest = fresh_dir(tmp, sub);
+        ds_unpack_opts o = {.size = zs->size,
+                            .sha256 = zs->sha,
+                            .thread_above = th ? 1 : UINT64_MAX};
+        ds_unpack_stats us;
+        ds_err err;
+        int rc =
+            unpack_from(dest, zs->z, zs->zlen, piece_64k, 1, &o, &us, &err);
+        cr_assert_lt(rc, 0, "%s must be refused", sub);
+        cr_assert_eq(rc, err.code);
+        cr_assert_str_eq(err.reason, reason, "%s: %s", sub, err.msg);
+        cr_assert_neq(strstr(err.msg, entry), NULL, "%s: names the entry: %s",
+                      sub, err.msg);
+        cr_assert_neq(strstr(err.msg, what), NULL, "%s: says '%s': %s", sub,
+                      what, err.msg);
+        cr_assert_leq(largest_file(dest), zs->size,
+                      "%s: a file larger than "
+                      "the declared size was written",
+                      sub);
+        char *after = pathf("%s/after.txt", dest);
+        cr_assert_not(exists(after), "%s: went on past the entry", sub);
+        free(after);
+        free(dest);
+        free(sub);
+    }
+}
+
+/* A sparse file costs its stored bytes in the stream, not its apparent
+ * size: 2^45 bytes in a 2 KiB tar (ext4 answered EFBIG, an io-error that
+ * wedged the partition; tmpfs wrote it). Refused at the header whatever
+ * the form or size, nothing of it written. */
+Test(pack, sparse_files_are_refused, .timeout = 60)
+{
+    char *tmp = make_tmp();
+    const uint64_t tb32 = 1ull << 45;
+    static const struct {
+        const char *name;
+        uint64_t realsize;
+        uint64_t ext[2][2];
+        int next;
+        const char *reason, *what;
+    } cases[] = {
+        {"gnu-32tib", 1ull << 45, {{0, 1}}, 1, "corrupt-tar", "sparse file"},
+        {"gnu-data-at-32tib",
+         1ull << 45,
+         {{(1ull << 45) - 1, 1}},
+         1,
+         "corrupt-tar",
+         "sparse file"},
+        {"gnu-small",
+         8192,
+         {{0, 10}, {4096, 10}},
+         2,
+         "corrupt-tar",
+         "sparse file"},
+        /* No extent at all: 2^45 bytes of nothing, over the declared size. */
+        {"gnu-no-extents",
+         1ull << 45,
+         {{0, 0}},
+         0,
+         "too-large",
+         "past the declared size"},
+        /* An extent past the apparent size: libarchive keeps it out of the
+         * entry's map (no "sparse file" to see) but still delivers it. */
+        {"gnu-extent-past-size",
+         10,
+         {{1000, 1}},
+         1,
+         "corrupt-tar",
+         "sparse or malformed"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        buf t = {0};
+        add_old_gnu_sparse(&t, "big.img", cases[i].realsize, cases[i].ext,
+                           cases[i].next);
+        uint8_t h[512];
+        raw_header(h, "after.txt", '0', 1, 0);
+        raw_checksum(h);
+        buf_add(&t, h, 512);
+        uint8_t data[512] = {'a'};
+        buf_add(&t, data, 512);
+        add_end(&t);
+        zstream zs;
+        zstream_of(&t, &zs);
+        expect_refused(tmp, cases[i].name, &zs, cases[i].reason, "big.img",
+                       cases[i].what);
+        free(zs.z);
+    }
+
+    /* pax (GNU sparse 1.0, as libarchive's own writer makes it). */
+    buf t;
+    struct archive *w = start_tar(&t);
+    struct archive_entry *e = archive_entry_new();
+    archive_entry_copy_pathname(e, "big.img");
+    archive_entry_set_filetype(e, AE_IFREG);
+    archive_entry_set_perm(e, 0644);
+    archive_entry_set_size(e, (la_int64_t)tb32);
+    archive_entry_sparse_add_entry(e, 0, 1);
+    cr_assert_geq(archive_write_header(w, e), ARCHIVE_WARN, "%s",
+                  archive_error_string(w));
+    cr_assert_eq(archive_write_data(w, "x", 1), 1);
+    archive_entry_free(e);
+    tar_add(w, "after.txt", AE_IFREG, 0644, NULL, 0, "a", 1, 1);
+    zstream zs;
+    finish_tar(w, &t, &zs);
+    cr_assert_lt(zs.size, 16384, "a small stream");
+    expect_refused(tmp, "pax-32tib", &zs, "corrupt-tar", "big.img",
+                   "sparse file");
+    free(zs.z);
+    rm_tmp(tmp);
+}
+
+/* A plain file whose header claims more than the declared size (and more
+ * than the stream holds) is refused at its header: nothing is created. */
+Test(pack, files_larger_than_declared_are_refused_at_the_header)
+{
+    char *tmp = make_tmp();
+    buf t = {0};
+    uint8_t h[512], data[512];
+    raw_header(h, "first.txt", '0', 5, 0);
+    raw_checksum(h);
+    buf_add(&t, h, 512);
+    memset(data, 0, sizeof(data));
+    memcpy(data, "first", 5);
+    buf_add(&t, data, 512);
+    raw_header(h, "huge.bin", '0', 1ull << 30, 0);
+    raw_checksum(h);
+    buf_add(&t, h, 512);
+    memset(data, 'h', sizeof(data));
+    for (int i = 0; i < 8; i++)
+        buf_add(&t, data, 512);
+    add_end(&t);
+    zstream zs;
+    zstream_of(&t, &zs);
+    expect_refused(tmp, "huge", &zs, "too-large", "huge.bin",
+                   "past the declared size");
+    char *p = pathf("%s/huge-0/huge.bin", tmp);
+    cr_assert_not(exists(p), "refused before it was created");
+    free(p);
+    p = pathf("%s/huge-0/first.txt", tmp);
+    cr_assert(exists(p), "the entry before it was extracted");
+    free(p);
+    free(zs.z);
+    rm_tmp(tmp);
+}
+
+/* Hardlinks store no data, so the stream's size bounds them only through
+ * their headers: a file gets at most 65000 names (ext4's limit, where
+ * the 65001st was EMLINK, an io-error that wedged the partition), on
+ * every filesystem alike. */
+Test(pack, hardlink_count_is_bounded, .timeout = 120)
+{
+    char *tmp = make_tmp();
+    for (int over = 0; over < 2; over++) {
+        buf t;
+        struct archive *w = start_tar(&t);
+        tar_add(w, "f", AE_IFREG, 0644, NULL, 0, "x", 1, 1);
+        int links = 64999 + over;
+        for (int i = 0; i < links; i++) {
+            char name[16];
+            snprintf(name, sizeof(name), "l%05d", i);
+            tar_add(w, name, AE_IFREG, 0644, "f", 1, NULL, 0, 1);
+        }
+        tar_add(w, "after.txt", AE_IFREG, 0644, NULL, 0, "a", 1, 1);
+        zstream zs;
+        finish_tar(w, &t, &zs);
+        char *dest = fresh_dir(tmp, over ? "over" : "at-limit");
+        ds_unpack_opts o = {.size = zs.size, .sha256 = zs.sha};
+        ds_unpack_stats us;
+        ds_err err;
+        int rc = unpack_from(dest, zs.z, zs.zlen, piece_64k, 1, &o, &us, &err);
+        char *f = pathf("%s/f", dest);
+        char *after = pathf("%s/after.txt", dest);
+        if (!over) {
+            cr_assert_eq(rc, 0, "%s: %s", err.reason, err.msg);
+            struct stat st;
+            cr_assert_eq(lstat(f, &st), 0);
+            cr_assert_eq(st.st_nlink, 65000);
+            cr_assert(exists(after));
+        } else {
+            cr_assert_lt(rc, 0, "the 65001st name must be refused");
+            cr_assert_str_eq(err.reason, "too-large", "%s", err.msg);
+            cr_assert_neq(strstr(err.msg, "entry l64999: hardlink target f "
+                                          "has 65000 names"),
+                          NULL, "%s", err.msg);
+            cr_assert_not(exists(after), "went on past the entry");
+        }
+        free(f);
+        free(after);
+        free(dest);
+        free(zs.z);
+    }
+    rm_tmp(tmp);
+}
+
+/* Overlong link targets are refused as unsafe-path like overlong paths. */
+Test(pack, overlong_link_targets_are_refused)
+{
+    char *tmp = make_tmp();
+    char longt[4300];
+    for (size_t i = 0; i < sizeof(longt) - 1; i++)
+        longt[i] = i % 100 == 99 ? '/' : 't';
+    longt[sizeof(longt) - 1] = '\0';
+    for (int hard = 0; hard < 2; hard++) {
+        buf t;
+        struct archive *w = start_tar(&t);
+        tar_add(w, "first.txt", AE_IFREG, 0644, NULL, 0, "1", 1, 1);
+        tar_add(w, "l", hard ? AE_IFREG : AE_IFLNK, 0644, longt, hard, NULL, 0,
+                1);
+        tar_add(w, "after.txt", AE_IFREG, 0644, NULL, 0, "a", 1, 1);
+        zstream zs;
+        finish_tar(w, &t, &zs);
+        expect_refused(tmp, hard ? "hard" : "sym", &zs, "unsafe-path",
+                       "entry l", "longer than 4096 bytes");
+        free(zs.z);
+    }
+    rm_tmp(tmp);
+}
+
+/* One regular file of `size` bytes of text, then after.txt. */
+static void one_file_tar(zstream *zs, const char *name, size_t size)
+{
+    char *data = malloc(size);
+    cr_assert_not_null(data);
+    for (size_t i = 0; i < size; i++)
+        data[i] = "despool\n"[i % 8];
+    buf t;
+    struct archive *w = start_tar(&t);
+    tar_add(w, name, AE_IFREG, 0644, NULL, 0, data, size, 1);
+    tar_add(w, "after.txt", AE_IFREG, 0644, NULL, 0, "a", 1, 1);
+    finish_tar(w, &t, zs);
+    free(data);
+}
+
+/* EFBIG from the filesystem (here RLIMIT_FSIZE's, with SIGXFSZ ignored:
+ * the same errno ext4 gives past 16 TiB) is the archive's fault. */
+Test(pack, a_file_too_big_for_the_filesystem_is_too_large)
+{
+    char *tmp = make_tmp();
+    zstream zs;
+    one_file_tar(&zs, "big.bin", 1 << 20);
+    char *dest = fresh_dir(tmp, "fsize");
+    cr_assert_neq(signal(SIGXFSZ, SIG_IGN), SIG_ERR);
+    struct rlimit old, lim;
+    cr_assert_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 64 * 1024;
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    ds_unpack_opts o = {.size = zs.size, .sha256 = zs.sha};
+    ds_unpack_stats us;
+    ds_err err;
+    int rc = unpack_from(dest, zs.z, zs.zlen, piece_64k, 1, &o, &us, &err);
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    cr_assert_lt(rc, 0);
+    cr_assert_eq(rc, -EFBIG, "%s", err.msg);
+    cr_assert_str_eq(err.reason, "too-large", "%s", err.msg);
+    cr_assert_neq(strstr(err.msg, "write big.bin"), NULL, "%s", err.msg);
+    free(dest);
+    free(zs.z);
+    rm_tmp(tmp);
+}
+
+/* A full disk is the site's fault: io-error (retried), never the
+ * archive's. The disk is a 256 KiB tmpfs in this test's own mount
+ * namespace (root, or an unprivileged user namespace where allowed). */
+Test(pack, a_full_disk_stays_a_local_error)
+{
+    if (unshare(CLONE_NEWNS) != 0) {
+        uid_t uid = getuid();
+        gid_t gid = getgid();
+        if (unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0)
+            cr_skip_test("no mount namespace here (%s): needs root or "
+                         "unprivileged user namespaces",
+                         strerror(errno));
+        char m[64];
+        int fd = open("/proc/self/setgroups", O_WRONLY);
+        if (fd >= 0) {
+            cr_assert_eq(write(fd, "deny", 4), 4);
+            close(fd);
+        }
+        snprintf(m, sizeof(m), "0 %u 1", (unsigned)uid);
+        fd = open("/proc/self/uid_map", O_WRONLY);
+        cr_assert(fd >= 0 && write(fd, m, strlen(m)) == (ssize_t)strlen(m));
+        close(fd);
+        snprintf(m, sizeof(m), "0 %u 1", (unsigned)gid);
+        fd = open("/proc/self/gid_map", O_WRONLY);
+        cr_assert(fd >= 0 && write(fd, m, strlen(m)) == (ssize_t)strlen(m));
+        close(fd);
+    }
+    cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0,
+                 "make / private: %s", strerror(errno));
+    char *tmp = make_tmp();
+    char *disk = fresh_dir(tmp, "disk");
+    cr_assert_eq(mount("tmpfs", disk, "tmpfs", 0, "size=256k"), 0,
+                 "mount tmpfs: %s", strerror(errno));
+    zstream zs;
+    one_file_tar(&zs, "big.bin", 1 << 20);
+    char *dest = fresh_dir(disk, "dest");
+    ds_unpack_opts o = {.size = zs.size, .sha256 = zs.sha};
+    ds_unpack_stats us;
+    ds_err err;
+    int rc = unpack_from(dest, zs.z, zs.zlen, piece_64k, 1, &o, &us, &err);
+    cr_assert_eq(rc, -ENOSPC, "%s: %s", err.reason, err.msg);
+    cr_assert_str_eq(err.reason, "io-error", "%s", err.msg);
+    cr_assert_neq(strstr(err.msg, "write big.bin"), NULL, "%s", err.msg);
+    cr_assert_eq(umount(disk), 0);
+    free(dest);
+    free(disk);
+    free(zs.z);
     rm_tmp(tmp);
 }
 
