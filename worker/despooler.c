@@ -38,6 +38,10 @@ static void install_signals(void)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* Under a file-size limit (ulimit -f) a write past it must fail with
+     * EFBIG, which the extraction reports as the archive's fault
+     * (too-large), not kill the worker. */
+    signal(SIGXFSZ, SIG_IGN);
 }
 
 static void usage(FILE *out)
