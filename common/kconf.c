@@ -207,3 +207,18 @@ int ds_kconf_apply(const ds_kconf *kc, rd_kafka_conf_t *conf, ds_err *err)
                           "--bootstrap-file FILE` writes)");
     return 0;
 }
+
+/* The mock cluster names itself "mockCluster<hex>" (rdkafka_mock.c); a
+ * real cluster id is a base64 UUID of 22 characters. The mock implements
+ * neither ListGroups nor DescribeConsumerGroups (librdkafka 2.0.2 trips
+ * an internal assertion when asked anyway), and keeps only
+ * DS_EMBEDDED_PARTITION_BYTES per partition. */
+int ds_kconf_cluster_kind(rd_kafka_t *rk, int timeout_ms)
+{
+    char *id = rd_kafka_clusterid(rk, timeout_ms);
+    if (id == NULL)
+        return -1;
+    int mock = strncmp(id, "mockCluster", 11) == 0;
+    rd_kafka_mem_free(rk, id);
+    return mock ? DS_CLUSTER_EMBEDDED : DS_CLUSTER_KAFKA;
+}

@@ -18,6 +18,16 @@
 #define DS_TOPIC_DLQ     "pkg.updates.dlq"
 #define DS_TOPIC_STATUS  "pkg.status"
 
+/* The embedded broker (`despooler dev-broker`) is librdkafka's mock
+ * cluster. Each partition keeps at most DS_EMBEDDED_PARTITION_BYTES of
+ * record batches (hard-coded in librdkafka 2.0.2, rdkafka_mock.c) and
+ * silently drops the oldest beyond that. pkgpub refuses, before sending,
+ * an update whose events would take more than DS_EMBEDDED_UPDATE_MAX
+ * there: the last MiB is left for other packages' events on the same
+ * partition. Apache Kafka has no such limit. */
+#define DS_EMBEDDED_PARTITION_BYTES (5u << 20)
+#define DS_EMBEDDED_UPDATE_MAX      (4u << 20)
+
 typedef struct ds_kconf_kv {
     char *key;
     char *value;
@@ -58,5 +68,12 @@ void ds_kconf_log_error(rd_kafka_t *rk, int err, const char *reason,
 /* Apply bootstrap and the user's overrides onto conf (which holds the
  * program's defaults). Fails if no bootstrap was given. */
 int ds_kconf_apply(const ds_kconf *kc, rd_kafka_conf_t *conf, ds_err *err);
+
+/* Which cluster rk is connected to: DS_CLUSTER_EMBEDDED (the mock
+ * cluster: its cluster id starts with "mockCluster"), DS_CLUSTER_KAFKA
+ * (any other), or -1 when no broker answered within timeout_ms. */
+#define DS_CLUSTER_KAFKA    0
+#define DS_CLUSTER_EMBEDDED 1
+int ds_kconf_cluster_kind(rd_kafka_t *rk, int timeout_ms);
 
 #endif

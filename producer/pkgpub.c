@@ -30,6 +30,17 @@ static void usage(FILE *out)
         "  -X KEY=VALUE              librdkafka setting (repeatable)\n"
         "  -F FILE                   librdkafka settings file (key=value)\n"
         "  -t, --transactional-id ID (default pkgpub-HOST-PACKAGE)\n"
+        "  transaction.timeout.ms (the coordinator aborts a transaction still\n"
+        "  open that long) is sized to the upload: 30 s plus the compressed\n"
+        "  size at 2 MiB/s, at least 60 s, at most the brokers'\n"
+        "  transaction.max.timeout.ms (default 15 min, reached at 1.7 GiB;\n"
+        "  beyond, a slower upload is aborted: pkgpub warns). -X\n"
+        "  transaction.timeout.ms=MS wins. A failed transaction is aborted\n"
+        "  (retried up to 2 min while the broker does not answer), or pkgpub\n"
+        "  says that it is still open, what holds it and what ends it.\n"
+        "  The embedded broker (despooler dev-broker) keeps 5 MiB per\n"
+        "  partition: pkgpub refuses, before sending, an update over 4 MiB\n"
+        "  there (use Apache Kafka: scripts/kafka start).\n"
         "Update:\n"
         "  -p, --package PACKAGE     [A-Za-z0-9][A-Za-z0-9._-]{0,127}\n"
         "  -V, --version N           positive integer, increasing per package\n"
@@ -88,6 +99,7 @@ static void print_human(const ds_publish_opts *o, const ds_publish_result *r)
         printf("  signed by   %s (Ed25519)\n", r->signed_by);
     printf("  took        pack %.2fs, send %.2fs\n", r->pack_secs,
            r->send_secs);
+    printf("  txn timeout %d ms\n", r->txn_timeout_ms);
 }
 
 static void print_json(const ds_publish_opts *o, const ds_publish_result *r)
@@ -98,12 +110,13 @@ static void print_json(const ds_publish_opts *o, const ds_publish_result *r)
            ",\"chunks\":%" PRIu32 ",\"topic\":\"%s\",\"partition\":%" PRId32
            ",\"first_offset\":%" PRId64 ",\"last_offset\":%" PRId64
            ",\"sha256\":\"%s\",\"transactional_id\":\"%s\","
+           "\"transaction_timeout_ms\":%d,"
            "\"pack_seconds\":%.3f,\"send_seconds\":%.3f",
            o->package, o->version, ds_hex(id, r->update_id, DS_UPDATE_ID_LEN),
            r->st.files, r->st.size, r->st.zsize, r->chunks, DS_TOPIC_UPDATES,
            r->partition, r->first_offset, r->last_offset,
            ds_hex(sha, r->st.sha256, DS_SHA256_LEN), r->transactional_id,
-           r->pack_secs, r->send_secs);
+           r->txn_timeout_ms, r->pack_secs, r->send_secs);
     if (r->signed_by[0] != '\0') {
         char sig[2 * DS_SIG_LEN + 1];
         printf(",\"key_id\":\"%s\",\"sig\":\"%s\"", r->signed_by,
@@ -269,6 +282,8 @@ int main(int argc, char **argv)
                     "pkgpub: publish %s version %" PRIu64 " from %s: "
                     "%s\n",
                     o.package, o.version, o.source, err.msg);
+            if (r.hint[0] != '\0')
+                fprintf(stderr, "pkgpub: %s\n", r.hint);
             rc = 1;
         } else if (json) {
             print_json(&o, &r);

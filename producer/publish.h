@@ -19,6 +19,22 @@
 
 #define DS_CHUNK_MAX 921600 /* 900 KiB: under Kafka's 1 MB default */
 
+/* transaction.timeout.ms, unless the user sets it (-X/-F): the
+ * coordinator aborts a transaction still open that long after its first
+ * event, so it must cover the whole send. pkgpub assumes the upload runs
+ * at DS_TXN_RATE (2 MiB/s, about 17 Mbit/s) and allows DS_TXN_MARGIN_MS
+ * more, never less than librdkafka's default DS_TXN_FLOOR_MS:
+ *   max(60 s, 30 s + compressed bytes / 2 MiB/s)
+ * (60 s up to 60 MiB, 542 s for 1 GiB), clamped to the brokers'
+ * transaction.max.timeout.ms (Kafka's default 15 min: reached at 1.7 GiB;
+ * beyond it an upload slower than the clamp is aborted). */
+#define DS_TXN_FLOOR_MS  60000
+#define DS_TXN_MARGIN_MS 30000
+#define DS_TXN_RATE      (2u << 20)
+/* How long pkgpub keeps retrying the abort of a failed transaction while
+ * the broker does not answer (it may be restarting). */
+#define DS_TXN_ABORT_WAIT_MS 120000
+
 typedef struct ds_publish_opts {
     const ds_kconf *kc;
     const char *package;
@@ -33,6 +49,9 @@ typedef struct ds_publish_opts {
     const ds_signer *signer;      /* sign the header, or NULL */
 } ds_publish_opts;
 
+/* The transaction timeout the rule above gives for zsize bytes. */
+int ds_txn_timeout_for(uint64_t zsize);
+
 typedef struct ds_publish_result {
     ds_pack_stats st;
     uint8_t update_id[DS_UPDATE_ID_LEN];
@@ -43,6 +62,10 @@ typedef struct ds_publish_result {
     char transactional_id[256];
     char signed_by[DS_KEY_ID_MAX + 1]; /* key id, "" when unsigned */
     uint8_t sig[DS_SIG_LEN];
+    int txn_timeout_ms; /* transaction.timeout.ms the producer used */
+    /* On failure after sending began: what became of the transaction and
+     * what the user must check (printed after the error), or "". */
+    char hint[1536];
 } ds_publish_result;
 
 int ds_publish(const ds_publish_opts *o, ds_publish_result *r, ds_err *err);

@@ -78,15 +78,19 @@ int ds_devbroker_run(const ds_devbroker_opts *o, ds_err *err)
         goto out;
     printf("%s\n", bs);
     fflush(stdout);
-    /* librdkafka's mock cluster keeps at most 5 MiB (and 100000
-     * messages) per partition and drops the oldest beyond that, like a
-     * tiny retention: say so, since an update bigger than that can only
-     * be despooled by a worker that reads it while it is published. */
+    /* librdkafka's mock cluster keeps at most 5 MiB (and 100000 record
+     * batches) per partition and drops the oldest beyond that, like a
+     * tiny retention (rdkafka_mock.c): say so. pkgpub refuses an update
+     * over DS_EMBEDDED_UPDATE_MAX here. */
     ds_info("dev-broker-ready",
             "bootstrap=%s partitions=%d topics=%s,%s,%s bootstrap_file=%s "
-            "retention=\"5 MiB per partition (embedded broker limit)\"",
+            "partition_limit_bytes=%u update_limit_bytes=%u "
+            "detail=\"each partition keeps 5 MiB and drops the oldest "
+            "events beyond it; pkgpub refuses updates over 4 MiB here; "
+            "bigger ones need Apache Kafka (scripts/kafka start)\"",
             bs, o->partitions, DS_TOPIC_UPDATES, DS_TOPIC_DLQ, DS_TOPIC_STATUS,
-            o->bootstrap_file ? o->bootstrap_file : "-");
+            o->bootstrap_file ? o->bootstrap_file : "-",
+            DS_EMBEDDED_PARTITION_BYTES, DS_EMBEDDED_UPDATE_MAX);
     while (!*o->stop)
         usleep(100 * 1000);
     ds_info("dev-broker-stopping", "bootstrap=%s", bs);

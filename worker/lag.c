@@ -41,21 +41,6 @@ static rd_kafka_t *client(const ds_lag_opts *o, const char *group,
     return rk;
 }
 
-/* Which cluster answers: 1 the embedded broker (librdkafka's mock
- * cluster, whose id starts with "mockCluster": it implements neither
- * ListGroups nor DescribeConsumerGroups, and librdkafka 2.0.2 trips an
- * internal assertion when asked anyway), 0 another, -1 none within
- * timeout_ms. */
-static int cluster_kind(rd_kafka_t *rk, int timeout_ms)
-{
-    char *id = rd_kafka_clusterid(rk, timeout_ms);
-    if (id == NULL)
-        return -1;
-    int mock = strncmp(id, "mockCluster", 11) == 0;
-    rd_kafka_mem_free(rk, id);
-    return mock;
-}
-
 /* A handle for admin requests. A producer: a consumer handle with an
  * admin request in flight can hang in close (librdkafka 2.0.2). */
 static rd_kafka_t *admin_client(const ds_lag_opts *o, ds_err *err)
@@ -281,7 +266,7 @@ int ds_lag_collect(const ds_lag_opts *o, ds_lag_report *r, ds_err *err)
         snprintf(row->host, sizeof(row->host), "-");
         snprintf(row->client_id, sizeof(row->client_id), "-");
     }
-    if (cluster_kind(rk, o->timeout_ms) == 1)
+    if (ds_kconf_cluster_kind(rk, o->timeout_ms) == DS_CLUSTER_EMBEDDED)
         snprintf(r->note, sizeof(r->note),
                  "members and state unknown: the embedded broker does not "
                  "implement DescribeConsumerGroups");
@@ -398,7 +383,7 @@ int ds_lag_list_sites(const ds_lag_opts *o, char ***sites, int *n, ds_err *err)
     rd_kafka_t *rk = admin_client(o, err);
     if (rk == NULL)
         return err && err->code ? err->code : -EINVAL;
-    int rc = 0, kind = cluster_kind(rk, o->timeout_ms);
+    int rc = 0, kind = ds_kconf_cluster_kind(rk, o->timeout_ms);
     if (kind < 0) {
         rc = ds_err_set(err, -EHOSTUNREACH, "kafka",
                         "list groups: no broker answered within %d ms (is "
@@ -406,7 +391,7 @@ int ds_lag_list_sites(const ds_lag_opts *o, char ***sites, int *n, ds_err *err)
                         o->timeout_ms);
         goto out;
     }
-    if (kind == 1) {
+    if (kind == DS_CLUSTER_EMBEDDED) {
         rc = ds_err_set(err, -ENOTSUP, "kafka",
                         "--all-sites: the embedded broker does not implement "
                         "ListGroups; name the sites with --site (repeatable)");
