@@ -45,6 +45,7 @@ part *part_get(worker *w, int32_t p)
             np[i].committed = -1;
             np[i].group_offset = -1;
             np[i].expect = -1;
+            np[i].gap_end = -1;
             np[i].trk = ds_offsets_new();
             if (np[i].trk == NULL)
                 return NULL; /* nparts not raised: the next call retries */
@@ -64,6 +65,7 @@ void part_reset(part *p)
     p->resume_at_ms = 0;
     p->backoff_ms = 0;
     p->expect = -1;
+    p->gap_end = -1;
     ds_offsets_reset(p->trk);
 }
 
@@ -112,6 +114,7 @@ void note_offset(worker *w, int32_t partition, int64_t offset)
     if (lo <= expect)
         return;
     int64_t missing = (lo < offset ? lo : offset) - expect;
+    p->gap_end = offset;
     w->n.missing += (uint64_t)missing;
     ds_metrics_add(w->met, DS_C_EVENTS_MISSING, (uint64_t)missing);
     ds_error("events-missing",

@@ -278,10 +278,17 @@ static void start_flight(worker *w, rd_kafka_message_t *m, const ds_event *ev,
     char detail[DS_ERRMSG_MAX];
     ds_err err;
     if (ev->chunk != 0) {
+        /* Right after an events-missing gap: the broker deleted the
+         * update's first chunks. */
+        bool dropped = p->gap_end >= 0 && m->offset >= p->gap_end &&
+                       m->offset - p->gap_end < (int64_t)ev->chunks;
         snprintf(detail, sizeof(detail),
                  "chunk %" PRIu32 " of %" PRIu32 " of %s version %" PRIu64
-                 " arrived without chunk 0",
-                 ev->chunk, ev->chunks, ev->package, ev->version);
+                 " arrived without chunk 0%s",
+                 ev->chunk, ev->chunks, ev->package, ev->version,
+                 dropped ? ": the broker deleted its first chunks "
+                           "(events-missing, offset reset past data)"
+                         : "");
         dead_letter(w, m, NULL, "incomplete", detail);
         rd_kafka_message_destroy(m);
         return;

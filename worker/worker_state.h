@@ -82,7 +82,8 @@ typedef struct part {
     uint64_t backoff_ms;
     bool seek_pending; /* the seek back to seek_to failed: try again */
     int64_t seek_to;
-    int64_t expect; /* offset the next event should have, -1 unknown */
+    int64_t expect;  /* offset the next event should have, -1 unknown */
+    int64_t gap_end; /* first offset after the last events-missing gap */
 } part;
 
 typedef struct counters {
