@@ -18,7 +18,10 @@ int ds_rm_rf(const char *path, ds_err *err);
 /* Same, relative to directory fd dirfd. */
 int ds_rm_rf_at(int dirfd, const char *name, ds_err *err);
 
-/* open(path, O_RDONLY|O_DIRECTORY) + fsync + close. */
+/* open(path, O_RDONLY|O_DIRECTORY) + fsync + close. The descriptor is
+ * new, so its error cursor starts now: an earlier writeback error already
+ * reported to another descriptor is not seen. Not a check of earlier
+ * writes; the library's durability points do not use it (library.c). */
 int ds_fsync_dir(const char *path, ds_err *err);
 
 /* mkdir -p with mode 0755; existing directories are fine. */

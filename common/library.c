@@ -1,9 +1,27 @@
 /*
  * library.c - a site's content library on disk: the per-worker token that
- * marks staging directories, start-up cleanup of dead workers' leftovers,
+ * marks staging directories, start-up cleanup of dead workers' leftovers
+ * (one package at a time: an odd package is refused, the others start),
  * and the finalize protocol that moves a fully written, synced staging
  * tree to versions/<V> and swaps current to it, durably and never
  * backwards. Layout and protocol: library.h and DESIGN.md.
+ *
+ * Durability: every update's three durability points (the staged tree,
+ * its versions/ entry, the swap of current) and the directory syncs among
+ * them check the update's own window, from its mark (ds_library_stage,
+ * before its first write) to that point. On the library's filesystem they
+ * are waits on the group sync with the mark's ticket: they fail if any
+ * syncfs of the group since the mark reported an error, whichever round
+ * it reached (the argument is at the top of groupsync.c). A package on
+ * another filesystem (a mount at <root>/<pkg>) has no group: its mark
+ * holds a descriptor of the package directory opened before the first
+ * write, and each durability point is a syncfs on THAT descriptor, whose
+ * own errseq cursor reports every writeback error on that filesystem since
+ * the mark (once; the update fails at the first). A directory that is on
+ * neither filesystem when it is synced (the layout changed under the
+ * update) fails the update. Nothing durable relies on an fsync of a
+ * descriptor opened after the writes: its cursor would start after an
+ * error somebody else already saw.
  */
 #include "library.h"
 
@@ -38,8 +56,9 @@
  * Everything is done with *at() calls relative to descriptors opened with
  * O_NOFOLLOW, so a symlink planted in the library (a package directory,
  * .staging, versions) is refused instead of followed. The struct is
- * immutable after open (except the test-only fault hook and the group
- * sync, which has its own lock), so threads may share one handle; every call
+ * immutable after open and the start-up cleanup (except the test-only
+ * fault hook and the group sync, which has its own lock), so threads may
+ * share one handle; every call
  * opens its own descriptors, including the package lock, whose flock is per
  * open file description and therefore excludes threads of one process as well
  * as other processes.
@@ -55,6 +74,15 @@ struct ds_library {
     ds_groupsync *gs; /* group commit of syncfs on it, shared by threads */
     ds_library_fault_fn fault;
     void *fault_ctx;
+    /* Packages refused by the last start-up cleanup (written there only,
+     * before threads share the handle). */
+    struct refusal *refused;
+    size_t nrefused;
+};
+
+struct refusal {
+    char pkg[NAME_MAX_PKG + 1];
+    char why[DS_ERRMSG_MAX];
 };
 
 /* ---- names ------------------------------------------------------------ */
@@ -164,6 +192,71 @@ static int open_dir_at(int dirfd, const char *name, const char *shown, int *out,
         return ds_err_sys(err, "io-error", "open %s", shown);
     return 0;
 }
+
+/* What name under dirfd is, for a message: "a regular file", "a symlink
+ * to \"/tmp\"", ... into buf. */
+static const char *describe(int dirfd, const char *name, char *buf, size_t n)
+{
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        snprintf(buf, n, "unreadable (%s)", strerror(errno));
+        return buf;
+    }
+    if (S_ISLNK(st.st_mode)) {
+        char target[256];
+        ssize_t r = readlinkat(dirfd, name, target, sizeof(target) - 1);
+        target[r < 0 ? 0 : r] = '\0';
+        snprintf(buf, n, "a symlink to \"%s\"", target);
+    } else {
+        snprintf(buf, n, "%s",
+                 S_ISREG(st.st_mode)    ? "a regular file"
+                 : S_ISDIR(st.st_mode)  ? "a directory"
+                 : S_ISFIFO(st.st_mode) ? "a fifo"
+                 : S_ISSOCK(st.st_mode) ? "a socket"
+                                        : "a device node");
+    }
+    return buf;
+}
+
+/*
+ * Open directory name under dirfd (a package directory, its .staging or
+ * versions), or say in the error what is there instead and what the
+ * operator should do (fix): the library never follows a symlink and never
+ * takes over a non-directory. ENOENT is returned as is (callers decide).
+ */
+static int open_part(int dirfd, const char *name, const char *shown,
+                     const char *fix, int *out, ds_err *err)
+{
+    *out = openat(dirfd, name, OPEN_DIR);
+    if (*out >= 0)
+        return 0;
+    int e = errno;
+    if (e == ENOTDIR || e == ELOOP) {
+        char kind[320];
+        describe(dirfd, name, kind, sizeof(kind));
+        return ds_err_set(err, -ENOTDIR, "io-error",
+                          "open %s: it is %s, not a directory%s; %s", shown,
+                          kind,
+                          strncmp(kind, "a symlink", 9) == 0
+                              ? " (the library never follows symlinks)"
+                              : "",
+                          fix);
+    }
+    errno = e;
+    if (e == EACCES || e == EPERM)
+        return ds_err_sys(err, "io-error",
+                          "open %s (give the worker's user rwx on it)", shown);
+    return ds_err_sys(err, "io-error", "open %s", shown);
+}
+
+#define FIX_PKG                                                                \
+    "move it out of the library (this path is the package's directory)"
+#define FIX_STAGING                                                            \
+    "remove it (.staging only ever holds work in progress; a restart "         \
+    "removes it too)"
+#define FIX_VERSIONS                                                           \
+    "move it out of the package directory (versions/ holds the finalized "     \
+    "versions)"
 
 /* rm -rf name under dirfd; the message names the full path. */
 static int rm_in(const char *dir, int dirfd, const char *name, ds_err *err)
@@ -335,6 +428,7 @@ void ds_library_close(ds_library *lib)
     }
     close_fd(lib->workersfd);
     ds_groupsync_free(lib->gs);
+    free(lib->refused);
     close_fd(lib->rootfd);
     free(lib->root);
     free(lib);
@@ -364,6 +458,15 @@ static int read_current(const ds_library *lib, const char *pkg, int pkgfd,
     if (r < 0) {
         if (errno == ENOENT)
             return 0;
+        if (errno == EINVAL) {
+            char kind[320];
+            return ds_err_set(err, -EINVAL, "io-error",
+                              "readlink %s/%s/current: it is %s, not a "
+                              "symlink; move it out of the package directory "
+                              "(current is the symlink to the live version)",
+                              lib->root, pkg,
+                              describe(pkgfd, "current", kind, sizeof(kind)));
+        }
         return ds_err_sys(err, "io-error", "readlink %s/%s/current", lib->root,
                           pkg);
     }
@@ -383,6 +486,42 @@ static int read_current(const ds_library *lib, const char *pkg, int pkgfd,
     return 0;
 }
 
+/*
+ * The parts of an open package directory that updates use, each absent or
+ * of the right kind: .staging and versions directories we can open, .lock
+ * a regular file, current a symlink to versions/<n> (its version in *cur).
+ * The error names the path, what is there and what to do.
+ */
+static int check_parts(const ds_library *lib, const char *pkg, int pkgfd,
+                       uint64_t *cur, ds_err *err)
+{
+    static const struct {
+        const char *name, *fix;
+    } dirs[] = {{".staging", FIX_STAGING}, {"versions", FIX_VERSIONS}};
+    char shown[PATH_MAX + 64];
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        int fd;
+        snprintf(shown, sizeof(shown), "%s/%s/%s", lib->root, pkg,
+                 dirs[i].name);
+        int rc = open_part(pkgfd, dirs[i].name, shown, dirs[i].fix, &fd, err);
+        if (rc < 0 && rc != -ENOENT)
+            return rc;
+        close_fd(fd);
+    }
+    struct stat st;
+    if (fstatat(pkgfd, ".lock", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        !S_ISREG(st.st_mode)) {
+        char kind[320];
+        return ds_err_set(err, -EINVAL, "io-error",
+                          "check %s/%s/.lock: it is %s, not a regular file; "
+                          "remove it (the package's finalize lock is "
+                          "recreated)",
+                          lib->root, pkg,
+                          describe(pkgfd, ".lock", kind, sizeof(kind)));
+    }
+    return read_current(lib, pkg, pkgfd, cur, err);
+}
+
 int ds_library_current(ds_library *lib, const char *package, uint64_t *version,
                        ds_err *err)
 {
@@ -390,23 +529,39 @@ int ds_library_current(ds_library *lib, const char *package, uint64_t *version,
     int rc = check_package(package, err);
     if (rc < 0)
         return rc;
-    int pkgfd = openat(lib->rootfd, package, OPEN_DIR);
-    if (pkgfd < 0) {
-        if (errno == ENOENT)
-            return 0;
-        return ds_err_sys(err, "io-error", "open %s/%s", lib->root, package);
-    }
-    rc = read_current(lib, package, pkgfd, version, err);
+    char shown[PATH_MAX + 32];
+    snprintf(shown, sizeof(shown), "%s/%s", lib->root, package);
+    int pkgfd;
+    rc = open_part(lib->rootfd, package, shown, FIX_PKG, &pkgfd, err);
+    if (rc == -ENOENT)
+        return 0; /* no package yet */
+    if (rc < 0)
+        return rc;
+    rc = check_parts(lib, package, pkgfd, version, err);
+    if (rc < 0)
+        *version = 0;
     close(pkgfd);
     return rc;
 }
 
 /* ---- stage / sync / discard --------------------------------------------- */
 
+void ds_library_mark_release(ds_library_mark *mark)
+{
+    if (mark == NULL)
+        return;
+    close_fd(mark->fd);
+    mark->fd = -1;
+}
+
 int ds_library_stage(ds_library *lib, const char *package, const char *tag,
-                     char *path, size_t n, ds_err *err)
+                     char *path, size_t n, ds_library_mark *mark, ds_err *err)
 {
     int pkgfd = -1, stfd = -1;
+    /* Before anything is written: from here on, every failed sync of the
+     * group counts against this update. */
+    *mark = (ds_library_mark){.fd = -1};
+    ds_groupsync_begin(lib->gs, &mark->since);
     int rc = check_package(package, err);
     if (rc < 0)
         return rc;
@@ -425,14 +580,35 @@ int ds_library_stage(ds_library *lib, const char *package, const char *tag,
     char shown[PATH_MAX + 64];
     snprintf(shown, sizeof(shown), "%s/%s", lib->root, package);
     if ((rc = mkdir_at(lib->rootfd, package, shown, err)) < 0 ||
-        (rc = open_dir_at(lib->rootfd, package, shown, &pkgfd, err)) < 0)
+        (rc = open_part(lib->rootfd, package, shown, FIX_PKG, &pkgfd, err)) < 0)
         goto out;
+    /* A package on another filesystem (a mount at <root>/<pkg>): the group
+     * does not cover it; a descriptor of its own, opened before the first
+     * write there, carries the error cursor its syncs will read. */
+    struct stat st;
+    if (fstat(pkgfd, &st) < 0) {
+        rc = ds_err_sys(err, "io-error", "stat %s", shown);
+        goto out;
+    }
+    if (st.st_dev != lib->dev) {
+        mark->fd = openat(lib->rootfd, package, OPEN_DIR);
+        if (mark->fd < 0) {
+            rc = ds_err_sys(err, "io-error", "open %s", shown);
+            goto out;
+        }
+        mark->dev = (uint64_t)st.st_dev;
+    }
     snprintf(shown, sizeof(shown), "%s/%s/versions", lib->root, package);
-    if ((rc = mkdir_at(pkgfd, "versions", shown, err)) < 0)
+    int verfd = -1;
+    rc = mkdir_at(pkgfd, "versions", shown, err);
+    if (rc == 0)
+        rc = open_part(pkgfd, "versions", shown, FIX_VERSIONS, &verfd, err);
+    close_fd(verfd); /* only checked: finalize needs it a directory */
+    if (rc < 0)
         goto out;
     snprintf(shown, sizeof(shown), "%s/%s/.staging", lib->root, package);
     if ((rc = mkdir_at(pkgfd, ".staging", shown, err)) < 0 ||
-        (rc = open_dir_at(pkgfd, ".staging", shown, &stfd, err)) < 0)
+        (rc = open_part(pkgfd, ".staging", shown, FIX_STAGING, &stfd, err)) < 0)
         goto out;
     /* Fresh or nothing: an existing directory could hold another
      * attempt's files, which must never end up in a version. */
@@ -446,32 +622,45 @@ out:
     return rc;
 }
 
-/* Everything written so far on the library's filesystem is durable when
- * this returns 0 (one syncfs shared with concurrent callers). what names
- * the step in the error. */
-static int durable(ds_library *lib, const char *what, ds_err *err)
-{
-    ds_err gerr;
-    int rc = ds_groupsync_wait(lib->gs, &gerr);
-    if (rc < 0)
-        return ds_err_set(err, rc, "io-error", "sync %s: %s", what, gerr.msg);
-    return 0;
-}
-
-/* Directory fd's entries are durable when this returns 0: by the group
- * sync when it lives on the library's filesystem (concurrent finalizes of
- * other packages share it), else by its own fsync. */
-static int dir_durable(ds_library *lib, int fd, const char *shown, ds_err *err)
+/*
+ * Everything the update of mark wrote so far on the filesystem of fd is
+ * durable when this returns 0, and no writeback error was reported on it
+ * since the mark: on the library's filesystem one syncfs shared with
+ * concurrent callers (failing if any sync of the group since the mark
+ * failed), on the mark's own filesystem a syncfs of the mark's descriptor
+ * (its cursor dates from the mark). Anything else means the layout
+ * changed under the update: fail (a retry starts over). shown names the
+ * step in the error.
+ */
+static int durable(ds_library *lib, const ds_library_mark *mark, int fd,
+                   const char *shown, ds_err *err)
 {
     struct stat st;
-    if (fstat(fd, &st) == 0 && st.st_dev == lib->dev)
-        return durable(lib, shown, err);
-    if (fsync(fd) < 0)
-        return ds_err_sys(err, "io-error", "fsync %s", shown);
-    return 0;
+    if (fstat(fd, &st) < 0)
+        return ds_err_sys(err, "io-error", "sync %s: stat", shown);
+    if (st.st_dev == lib->dev) {
+        ds_err gerr;
+        int rc = ds_groupsync_wait(lib->gs, &mark->since, &gerr);
+        if (rc < 0)
+            return ds_err_set(err, rc, "io-error", "sync %s: %s", shown,
+                              gerr.msg);
+        return 0;
+    }
+    if (mark->fd >= 0 && (uint64_t)st.st_dev == mark->dev) {
+        if (syncfs(mark->fd) < 0)
+            return ds_err_sys(err, "io-error",
+                              "syncfs %s (writes since the update began)",
+                              shown);
+        return 0;
+    }
+    return ds_err_set(err, -EXDEV, "io-error",
+                      "sync %s: on a filesystem the update did not start on "
+                      "(was something mounted in the library meanwhile?)",
+                      shown);
 }
 
-int ds_library_sync(ds_library *lib, const char *staging, ds_err *err)
+int ds_library_sync(ds_library *lib, const char *staging,
+                    const ds_library_mark *mark, ds_err *err)
 {
     char pkg[NAME_MAX_PKG + 1], name[STAGE_NAME_MAX + 1];
     int rc = parse_staging(lib, staging, pkg, name, err);
@@ -495,18 +684,12 @@ int ds_library_sync(ds_library *lib, const char *staging, ds_err *err)
      * And because syncfs covers the whole filesystem, the threads of this
      * process that need it at the same moment share one call (group
      * commit, groupsync.h): a backlog of small updates pays one syncfs per
-     * batch, not one per update.
+     * batch, not one per update. A shared syncfs reports a writeback
+     * error once, to whoever syncs first, so the check is the update's
+     * mark: any failed sync since it fails this one (see the top of this
+     * file and of groupsync.c).
      */
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        rc = ds_err_sys(err, "io-error", "stat %s", staging);
-    } else if (st.st_dev == lib->dev) {
-        rc = durable(lib, staging, err);
-    } else { /* a mount inside the library: sync that filesystem */
-        rc = 0;
-        if (syncfs(fd) < 0)
-            rc = ds_err_sys(err, "io-error", "syncfs %s", staging);
-    }
+    rc = durable(lib, mark, fd, staging, err);
     close(fd);
     return rc;
 }
@@ -520,10 +703,10 @@ int ds_library_discard(ds_library *lib, const char *staging, ds_err *err)
     if (rc < 0)
         return rc;
     snprintf(shown, sizeof(shown), "%s/%s", lib->root, pkg);
-    if ((rc = open_dir_at(lib->rootfd, pkg, shown, &pkgfd, err)) < 0)
+    if ((rc = open_part(lib->rootfd, pkg, shown, FIX_PKG, &pkgfd, err)) < 0)
         goto out;
     snprintf(shown, sizeof(shown), "%s/%s/.staging", lib->root, pkg);
-    if ((rc = open_dir_at(pkgfd, ".staging", shown, &stfd, err)) < 0)
+    if ((rc = open_part(pkgfd, ".staging", shown, FIX_STAGING, &stfd, err)) < 0)
         goto out;
     rc = rm_in(shown, stfd, name, err);
 out:
@@ -618,8 +801,8 @@ static int prune(ds_library *lib, const char *pkg, int verfd, int stfd,
 }
 
 int ds_library_finalize(ds_library *lib, const char *package, uint64_t version,
-                        const char *staging, ds_finalize_result *result,
-                        ds_err *err)
+                        const char *staging, const ds_library_mark *mark,
+                        ds_finalize_result *result, ds_err *err)
 {
     char spkg[NAME_MAX_PKG + 1], sname[STAGE_NAME_MAX + 1];
     char vname[VERSION_NAME_MAX + 1], target[VERSION_NAME_MAX + 16];
@@ -646,7 +829,7 @@ int ds_library_finalize(ds_library *lib, const char *package, uint64_t version,
     snprintf(tmp, sizeof(tmp), TMP_PREFIX "%s" TMP_SUFFIX, lib->token);
 
     snprintf(shown, sizeof(shown), "%s/%s", lib->root, package);
-    if ((rc = open_dir_at(lib->rootfd, package, shown, &pkgfd, err)) < 0)
+    if ((rc = open_part(lib->rootfd, package, shown, FIX_PKG, &pkgfd, err)) < 0)
         goto out;
 
     /* Everything from reading current to the end of prune happens under
@@ -667,10 +850,11 @@ int ds_library_finalize(ds_library *lib, const char *package, uint64_t version,
     }
 
     snprintf(shown, sizeof(shown), "%s/%s/.staging", lib->root, package);
-    if ((rc = open_dir_at(pkgfd, ".staging", shown, &stfd, err)) < 0)
+    if ((rc = open_part(pkgfd, ".staging", shown, FIX_STAGING, &stfd, err)) < 0)
         goto out;
     snprintf(shown, sizeof(shown), "%s/%s/versions", lib->root, package);
-    if ((rc = open_dir_at(pkgfd, "versions", shown, &verfd, err)) < 0)
+    if ((rc = open_part(pkgfd, "versions", shown, FIX_VERSIONS, &verfd, err)) <
+        0)
         goto out;
     struct stat st;
     if (fstatat(stfd, sname, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -719,11 +903,13 @@ int ds_library_finalize(ds_library *lib, const char *package, uint64_t version,
      * it: otherwise a power cut could leave current (once synced) pointing
      * at a name the directory never recorded. For a package's first
      * version the package directory itself is new; its entry in the root
-     * must survive a power cut as well (one group sync covers both). */
+     * must survive a power cut as well (one group sync covers both when
+     * versions/ is on the root's filesystem: syncfs covers it all). */
     snprintf(shown, sizeof(shown), "%s/%s/versions", lib->root, package);
-    if ((rc = dir_durable(lib, verfd, shown, err)) < 0)
+    if ((rc = durable(lib, mark, verfd, shown, err)) < 0)
         goto out;
-    if (cur == 0 && (rc = dir_durable(lib, lib->rootfd, lib->root, err)) < 0)
+    if (cur == 0 && (fstat(verfd, &st) < 0 || st.st_dev != lib->dev) &&
+        (rc = durable(lib, mark, lib->rootfd, lib->root, err)) < 0)
         goto out;
 
     /* symlink(2) cannot replace an existing name, rename(2) can, and
@@ -753,7 +939,7 @@ int ds_library_finalize(ds_library *lib, const char *package, uint64_t version,
      * even though the caller already committed the Kafka offset: the
      * update would be lost for good. Only after it may the offset move. */
     snprintf(shown, sizeof(shown), "%s/%s", lib->root, package);
-    if ((rc = dir_durable(lib, pkgfd, shown, err)) < 0)
+    if ((rc = durable(lib, mark, pkgfd, shown, err)) < 0)
         goto out;
     *result = DS_FINALIZED;
 
@@ -855,74 +1041,168 @@ static struct dirent *next_entry(DIR *d, const char *shown, int *rc,
     }
 }
 
+/* A leftover of a package that could not be removed: a warning, the
+ * package still starts (it only wastes space; the next start-up tries
+ * again). */
+static void cleanup_failed(const char *pkg, const ds_err *perr)
+{
+    char q[DS_ERRMSG_MAX + 16];
+    ds_warn("cleanup-failed",
+            "package=%s error=%s note=\"left in place; the package is served, "
+            "the next start-up tries again\"",
+            pkg, ds_log_quote(q, sizeof(q), perr->msg));
+}
+
+/* Refuse package pkg at start-up: log what is wrong (perr names the path)
+ * and what to do, and record it for ds_library_refused. < 0 only when out
+ * of memory. */
+static int refuse(ds_library *lib, const char *pkg, const ds_err *perr,
+                  ds_err *err)
+{
+    char q[DS_ERRMSG_MAX + 16];
+    ds_warn("package-refused",
+            "package=%s path=%s/%s error=%s note=\"the other packages are "
+            "served; updates of this one fail with a local error (retried, "
+            "later events of its partition wait) until the path is fixed; no "
+            "restart needed\"",
+            pkg, lib->root, pkg, ds_log_quote(q, sizeof(q), perr->msg));
+    struct refusal *nr =
+        realloc(lib->refused, (lib->nrefused + 1) * sizeof(*nr));
+    if (nr == NULL)
+        return ds_err_set(err, -ENOMEM, "internal", "cleanup %s: out of memory",
+                          lib->root);
+    lib->refused = nr;
+    snprintf(nr[lib->nrefused].pkg, sizeof(nr->pkg), "%s", pkg);
+    snprintf(nr[lib->nrefused].why, sizeof(nr->why), "%s", perr->msg);
+    lib->nrefused++;
+    return 0;
+}
+
+const char *ds_library_refused(const ds_library *lib, size_t i,
+                               const char **why)
+{
+    if (i >= lib->nrefused)
+        return NULL;
+    if (why != NULL)
+        *why = lib->refused[i].why;
+    return lib->refused[i].pkg;
+}
+
+/*
+ * Start-up cleanup of one package. Every problem here is the package's
+ * own: it is logged and the caller goes on with the next package; only
+ * running out of memory is returned (< 0).
+ */
 static int cleanup_package(ds_library *lib, const char *pkg, unsigned *removed,
                            ds_err *err)
 {
-    char shown[PATH_MAX + 64], tok[TOKEN_LEN + 1];
+    char shown[PATH_MAX + 64], tok[TOKEN_LEN + 1], kind[320];
     int pkgfd = -1, stfd = -1, rc = 0;
+    uint64_t cur;
+    ds_err perr;
+    ds_err_clear(&perr);
     DIR *d = NULL;
-    pkgfd = openat(lib->rootfd, pkg, OPEN_DIR);
-    if (pkgfd < 0) {
-        if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP)
-            return 0; /* not a package directory */
-        return ds_err_sys(err, "io-error", "open %s/%s", lib->root, pkg);
+    snprintf(shown, sizeof(shown), "%s/%s", lib->root, pkg);
+    rc = open_part(lib->rootfd, pkg, shown, FIX_PKG, &pkgfd, &perr);
+    if (rc == -ENOENT)
+        return 0; /* gone since readdir */
+    if (rc < 0)
+        return refuse(lib, pkg, &perr, err);
+
+    /* A .staging that is not a directory holds nobody's work (a worker's
+     * is only ever a directory) and is ours by contract: unlink it.
+     * unlinkat removes a symlink itself, never what it points at, and
+     * pkgfd was opened O_NOFOLLOW, so nothing outside the library is
+     * touched. */
+    snprintf(shown, sizeof(shown), "%s/%s/.staging", lib->root, pkg);
+    struct stat st;
+    if (fstatat(pkgfd, ".staging", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        !S_ISDIR(st.st_mode)) {
+        describe(pkgfd, ".staging", kind, sizeof(kind));
+        if (unlinkat(pkgfd, ".staging", 0) < 0 && errno != ENOENT) {
+            ds_err_sys(&perr, "io-error",
+                       "unlink %s (it is %s, not a directory; remove it)",
+                       shown, kind);
+            rc = refuse(lib, pkg, &perr, err);
+            goto out;
+        }
+        char q[400];
+        ds_warn("staging-replaced",
+                "package=%s path=%s was=%s note=\"not a directory, so no "
+                "work in progress: removed (its target, if a symlink, is "
+                "untouched); the package is served\"",
+                pkg, shown, ds_log_quote(q, sizeof(q), kind));
+    }
+    /* The rest as updates need it (the check ds_library_current makes
+     * before every update). */
+    if (check_parts(lib, pkg, pkgfd, &cur, &perr) < 0) {
+        rc = refuse(lib, pkg, &perr, err);
+        goto out;
     }
 
     /* Temporary symlinks of workers that died between symlink and swap. */
     snprintf(shown, sizeof(shown), "%s/%s", lib->root, pkg);
-    if ((rc = open_dirstream(pkgfd, shown, &d, err)) < 0)
+    if (open_dirstream(pkgfd, shown, &d, &perr) < 0) {
+        cleanup_failed(pkg, &perr);
         goto out;
+    }
     struct dirent *de;
-    while ((de = next_entry(d, shown, &rc, err)) != NULL) {
+    int lrc = 0;
+    while ((de = next_entry(d, shown, &lrc, &perr)) != NULL) {
         if (strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0)
             continue;
-        int live = tmp_token(de->d_name, tok) ? token_live(lib, tok, err) : 0;
+        int live = tmp_token(de->d_name, tok) ? token_live(lib, tok, &perr) : 0;
         if (live < 0) {
-            rc = live;
-            break;
+            cleanup_failed(pkg, &perr); /* not known dead: keep it */
+            continue;
         }
         if (!live && unlinkat(pkgfd, de->d_name, 0) < 0 && errno != ENOENT) {
-            rc = ds_err_sys(err, "io-error", "unlink %s/%s", shown, de->d_name);
-            break;
+            ds_err_sys(&perr, "io-error", "unlink %s/%s", shown, de->d_name);
+            cleanup_failed(pkg, &perr);
         }
     }
+    if (lrc < 0)
+        cleanup_failed(pkg, &perr);
     closedir(d);
     d = NULL;
-    if (rc < 0)
-        goto out;
 
-    stfd = openat(pkgfd, ".staging", OPEN_DIR);
-    if (stfd < 0) {
-        if (errno != ENOENT)
-            rc = ds_err_sys(err, "io-error", "open %s/%s/.staging", lib->root,
-                            pkg);
+    snprintf(shown, sizeof(shown), "%s/%s/.staging", lib->root, pkg);
+    if (open_part(pkgfd, ".staging", shown, FIX_STAGING, &stfd, &perr) < 0) {
+        if (perr.code != -ENOENT)
+            cleanup_failed(pkg, &perr);
         goto out;
     }
-    snprintf(shown, sizeof(shown), "%s/%s/.staging", lib->root, pkg);
-    if ((rc = open_dirstream(stfd, shown, &d, err)) < 0)
+    if (open_dirstream(stfd, shown, &d, &perr) < 0) {
+        cleanup_failed(pkg, &perr);
         goto out;
+    }
     /* Removing entries already returned by readdir does not make it skip
      * others (POSIX leaves only removed/added entries unspecified). */
-    while ((de = next_entry(d, shown, &rc, err)) != NULL) {
+    lrc = 0;
+    while ((de = next_entry(d, shown, &lrc, &perr)) != NULL) {
         int live = 0;
         /* Names off the <token>-<tag> scheme are nobody's work. */
         if (strlen(de->d_name) > TOKEN_LEN + 1 &&
             de->d_name[TOKEN_LEN] == '-' && is_token(de->d_name, TOKEN_LEN)) {
             memcpy(tok, de->d_name, TOKEN_LEN);
             tok[TOKEN_LEN] = '\0';
-            live = token_live(lib, tok, err);
+            live = token_live(lib, tok, &perr);
         }
         if (live < 0) {
-            rc = live;
-            break;
+            cleanup_failed(pkg, &perr); /* not known dead: keep it */
+            continue;
         }
         if (live)
             continue;
-        if ((rc = rm_in(shown, stfd, de->d_name, err)) < 0)
-            break;
+        if (rm_in(shown, stfd, de->d_name, &perr) < 0) {
+            cleanup_failed(pkg, &perr);
+            continue;
+        }
         ds_info("staging-removed", "package=%s entry=%s", pkg, de->d_name);
         (*removed)++;
     }
+    if (lrc < 0)
+        cleanup_failed(pkg, &perr);
 out:
     if (d != NULL)
         closedir(d);
@@ -973,6 +1253,11 @@ int ds_library_cleanup_staging(ds_library *lib, unsigned *removed, ds_err *err)
 {
     unsigned count = 0;
     DIR *d = NULL;
+    free(lib->refused);
+    lib->refused = NULL;
+    lib->nrefused = 0;
+    /* Failing to read the root itself is the one thing that stops the
+     * start: the library as a whole is unusable. */
     int rc = open_dirstream(lib->rootfd, lib->root, &d, err);
     if (rc < 0)
         goto out;

@@ -25,8 +25,17 @@
  * Durability points (the staged tree, the versions/ entry, the swap) are
  * syncfs(2) calls on the library's filesystem, shared by the threads that
  * reach one at the same moment (groupsync.h): under load many finalizes
- * cost one syncfs each step. A directory on another filesystem (a mount
- * inside the library) is fsynced on its own.
+ * cost one syncfs each step. Because a shared syncfs reports a writeback
+ * error only once, to whichever round comes first, each update carries a
+ * ds_library_mark taken before its first write, and each of its
+ * durability points fails if ANY sync since the mark failed (groupsync.c
+ * argues why that is enough). A package on another filesystem (a mount
+ * inside the library) gets its own descriptor, opened before the first
+ * write, whose syncfs reports every error since.
+ *
+ * Start-up (ds_library_cleanup_staging) copes with one package at a time:
+ * a package whose layout is odd is refused with a warning and the others
+ * start; only an unusable root stops it.
  */
 #ifndef DS_LIBRARY_H
 #define DS_LIBRARY_H
@@ -35,8 +44,19 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "groupsync.h"
 
 typedef struct ds_library ds_library;
+
+/* One update's writes, from ds_library_stage (taken before its first
+ * write) to its last durability point in ds_library_finalize. A value the
+ * caller keeps; release it when the update is over. */
+typedef struct ds_library_mark {
+    ds_groupsync_ticket since; /* the library filesystem's group */
+    int fd;       /* package on another filesystem: its directory, opened
+                     before the first write (own error cursor); else -1 */
+    uint64_t dev; /* that filesystem, when fd >= 0 */
+} ds_library_mark;
 
 typedef enum ds_finalize_result {
     DS_FINALIZED = 1, /* current now points at the new version */
@@ -58,30 +78,69 @@ const char *ds_library_root(const ds_library *lib); /* realpath of root */
 
 void ds_library_set_fault(ds_library *lib, ds_library_fault_fn fn, void *ctx);
 
-/* Remove staging directories left by dead workers, in every package.
- * *removed counts them. */
+/*
+ * Start-up: remove staging directories left by dead workers, in every
+ * package; *removed counts them. Call it before the handle is shared by
+ * threads (it records the refused packages in lib).
+ *
+ * Each package is dealt with on its own; a problem in one is a warning
+ * (logfmt, naming the path, what is wrong and what to do) and the rest of
+ * the library goes on:
+ * - a <pkg>/.staging that is not a directory (a file, a symlink: work in
+ *   progress is only ever a directory, and ours) is unlinked, never
+ *   followed: msg=staging-replaced; the package starts normally;
+ * - a package path that is not a directory (a file, a symlink), one that
+ *   cannot be opened, a versions/ or .staging that is not a directory or
+ *   cannot be opened, a .lock that is not a regular file, a current that
+ *   is not a symlink to versions/<n>: the package is refused
+ *   (msg=package-refused), left as it is and listed by
+ *   ds_library_refused(). Its updates fail with a local error naming the
+ *   path (ds_library_current checks the same layout) until the operator
+ *   fixes it; no restart is needed after the fix;
+ * - a dead worker's leftover that cannot be removed: msg=cleanup-failed,
+ *   the package still starts (the leftover is only wasted space).
+ * Returns < 0 only when the library itself is unusable: its root or
+ * .despool/workers cannot be read or changed.
+ */
 int ds_library_cleanup_staging(ds_library *lib, unsigned *removed, ds_err *err);
 
-/* The version current points at, or 0 when the package has none. */
+/* The i-th package refused by the last ds_library_cleanup_staging (in the
+ * order found), or NULL past the end. *why (if why is not NULL) gets the
+ * problem, naming the path. Valid until the next cleanup or close. */
+const char *ds_library_refused(const ds_library *lib, size_t i,
+                               const char **why);
+
+/* The version current points at, or 0 when the package has none. Fails
+ * (io-error, naming the path and what to do) when the package's layout is
+ * one updates cannot use (see ds_library_cleanup_staging): callers use it
+ * to refuse an update before any work. */
 int ds_library_current(ds_library *lib, const char *package, uint64_t *version,
                        ds_err *err);
 
 /* Create a fresh, empty staging directory for package; tag (e.g. the
  * update id in hex) makes the name unique. Writes its absolute path to
- * path (size n). */
+ * path (size n). Takes *mark before the first write (on failure too:
+ * release it in every case; a zeroed mark with fd -1 is fine to release). */
 int ds_library_stage(ds_library *lib, const char *package, const char *tag,
-                     char *path, size_t n, ds_err *err);
+                     char *path, size_t n, ds_library_mark *mark, ds_err *err);
 
 /* Make everything written under staging durable: one syncfs(2) on its
  * filesystem (ostree's strategy), which covers every file and directory
- * written into it, shared with concurrent callers. */
-int ds_library_sync(ds_library *lib, const char *staging, ds_err *err);
+ * written into it, shared with concurrent callers. Fails if any writeback
+ * error was reported on that filesystem since mark was taken. */
+int ds_library_sync(ds_library *lib, const char *staging,
+                    const ds_library_mark *mark, ds_err *err);
 
 /* Finalize staging as version of package (see above), then prune versions
- * beyond keep_versions. *result tells which way it went. */
+ * beyond keep_versions. *result tells which way it went. Its durability
+ * points fail as ds_library_sync does, since the same mark. */
 int ds_library_finalize(ds_library *lib, const char *package, uint64_t version,
-                        const char *staging, ds_finalize_result *result,
-                        ds_err *err);
+                        const char *staging, const ds_library_mark *mark,
+                        ds_finalize_result *result, ds_err *err);
+
+/* Close what the mark holds (its fd, if any); the mark is then unset.
+ * NULL is fine. */
+void ds_library_mark_release(ds_library_mark *mark);
 
 /* Remove a staging directory (abandoned or failed update). */
 int ds_library_discard(ds_library *lib, const char *staging, ds_err *err);

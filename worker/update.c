@@ -40,6 +40,7 @@ struct ds_update {
     rd_kafka_message_t *cur; /* message whose bytes unpack is reading */
     uint32_t consumed;       /* chunks taken from the queue */
     char staging[PATH_MAX];
+    ds_library_mark mark; /* from before the first write to the last sync */
 
     /* Result, written by the thread before it posts. */
     ds_outcome outcome;
@@ -178,8 +179,11 @@ static ds_outcome run(ds_update *u)
     snprintf(tag, sizeof(tag), "%s-v%llu",
              ds_hex(hex, u->hdr.update_id, DS_UPDATE_ID_LEN),
              (unsigned long long)u->hdr.version);
+    /* The mark is taken before the first write: every durability point
+     * below fails if any writeback error was reported on the library's
+     * filesystem since then, whichever sync got the report (library.h). */
     if (ds_library_stage(u->opts.lib, u->hdr.package, tag, u->staging,
-                         sizeof(u->staging), err) < 0) {
+                         sizeof(u->staging), &u->mark, err) < 0) {
         u->staging[0] = '\0';
         return DS_OUT_IOERROR;
     }
@@ -195,7 +199,7 @@ static ds_outcome run(ds_update *u)
         return cancelled(u) ? DS_OUT_CANCELLED : classify(err);
     u->entries = st.entries;
     u->t_sync_ms = ds_mono_ms();
-    if (ds_library_sync(u->opts.lib, u->staging, err) < 0)
+    if (ds_library_sync(u->opts.lib, u->staging, &u->mark, err) < 0)
         return DS_OUT_IOERROR;
     /* Last chance to back out; past this point the version goes live. */
     if (cancelled(u))
@@ -203,7 +207,7 @@ static ds_outcome run(ds_update *u)
     u->t_finalize_ms = ds_mono_ms();
     ds_finalize_result fr;
     if (ds_library_finalize(u->opts.lib, u->hdr.package, u->hdr.version,
-                            u->staging, &fr, err) < 0)
+                            u->staging, &u->mark, &fr, err) < 0)
         return DS_OUT_IOERROR;
     u->staging[0] = '\0'; /* renamed into versions/ or removed */
     return fr == DS_FINALIZED ? DS_OUT_FINALIZED : DS_OUT_STALE;
@@ -213,6 +217,7 @@ static void *thread_main(void *arg)
 {
     ds_update *u = arg;
     u->outcome = run(u);
+    ds_library_mark_release(&u->mark);
     if (u->cur != NULL) {
         rd_kafka_message_destroy(u->cur);
         u->cur = NULL;
@@ -251,6 +256,7 @@ int ds_update_start(const ds_event *hdr, const ds_update_opts *opts,
     u->hdr.data = NULL;
     u->hdr.data_len = 0;
     u->opts = *opts;
+    u->mark.fd = -1;
     u->t0_ms = ds_mono_ms();
     pthread_mutex_init(&u->mu, NULL);
     pthread_cond_init(&u->cv, NULL);

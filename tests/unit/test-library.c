@@ -104,13 +104,16 @@ static int put_version(ds_library *lib, const char *pkg, uint64_t v,
                        int attempt, ds_finalize_result *res, ds_err *err)
 {
     char staging[PATH_MAX], tag[64];
+    ds_library_mark mk;
     snprintf(tag, sizeof(tag), "v%llu-a%d", (unsigned long long)v, attempt);
-    int rc = ds_library_stage(lib, pkg, tag, staging, sizeof(staging), err);
-    if (rc < 0)
-        return rc;
-    if (fill_tree(staging, v, attempt) < 0)
-        return -EIO;
-    return ds_library_finalize(lib, pkg, v, staging, res, err);
+    int rc =
+        ds_library_stage(lib, pkg, tag, staging, sizeof(staging), &mk, err);
+    if (rc == 0)
+        rc = fill_tree(staging, v, attempt) < 0 ? -EIO : 0;
+    if (rc == 0)
+        rc = ds_library_finalize(lib, pkg, v, staging, &mk, res, err);
+    ds_library_mark_release(&mk);
+    return rc;
 }
 
 /*
@@ -259,20 +262,22 @@ Test(library, first_finalize)
     char *root = make_tmpdir();
     ds_library *lib = open_lib(root, 2);
     ds_err err;
+    ds_library_mark mk = {.fd = -1};
     cr_assert_eq(current_of(lib, PKG), 0, "no package yet");
 
     char staging[PATH_MAX];
-    cr_assert_eq(
-        ds_library_stage(lib, PKG, "first", staging, sizeof(staging), &err), 0,
-        "stage: %s", err.msg);
+    cr_assert_eq(ds_library_stage(lib, PKG, "first", staging, sizeof(staging),
+                                  &mk, &err),
+                 0, "stage: %s", err.msg);
     char prefix[PATH_MAX];
     snprintf(prefix, sizeof(prefix), "%s/%s/.staging/", ds_library_root(lib),
              PKG);
     cr_assert_eq(strncmp(staging, prefix, strlen(prefix)), 0, "%s", staging);
     cr_assert_eq(fill_tree(staging, 1, 0), 0);
-    cr_assert_eq(ds_library_sync(lib, staging, &err), 0, "sync: %s", err.msg);
+    cr_assert_eq(ds_library_sync(lib, staging, &mk, &err), 0, "sync: %s",
+                 err.msg);
     ds_finalize_result res = 0;
-    cr_assert_eq(ds_library_finalize(lib, PKG, 1, staging, &res, &err), 0,
+    cr_assert_eq(ds_library_finalize(lib, PKG, 1, staging, &mk, &res, &err), 0,
                  "finalize: %s", err.msg);
     cr_assert_eq(res, DS_FINALIZED);
 
@@ -292,11 +297,13 @@ Test(library, first_finalize)
     cr_assert_eq(count_entries(pkgdir, ".current."), 0);
 
     /* Staging the same tag twice is refused: never reuse a dirty dir. */
-    cr_assert_eq(
-        ds_library_stage(lib, PKG, "again", staging, sizeof(staging), &err), 0);
+    cr_assert_eq(ds_library_stage(lib, PKG, "again", staging, sizeof(staging),
+                                  &mk, &err),
+                 0);
     char again[PATH_MAX];
     cr_assert_lt(
-        ds_library_stage(lib, PKG, "again", again, sizeof(again), &err), 0);
+        ds_library_stage(lib, PKG, "again", again, sizeof(again), &mk, &err),
+        0);
     cr_assert_eq(err.code, -EEXIST, "%s", err.msg);
     cr_assert_eq(ds_library_discard(lib, staging, &err), 0, "%s", err.msg);
     cr_assert_neq(stat(staging, &st), 0, "discarded staging must be gone");
@@ -312,6 +319,7 @@ Test(library, stale_and_duplicate)
     char *root = make_tmpdir();
     ds_library *lib = open_lib(root, 5);
     ds_err err;
+    ds_library_mark mk = {.fd = -1};
     ds_finalize_result res = 0;
     cr_assert_eq(put_version(lib, PKG, 2, 0, &res, &err), 0, "%s", err.msg);
     cr_assert_eq(res, DS_FINALIZED);
@@ -326,12 +334,12 @@ Test(library, stale_and_duplicate)
     for (size_t i = 0; i < 2; i++) {
         char staging[PATH_MAX];
         cr_assert_eq(ds_library_stage(lib, PKG, i ? "dup" : "stale", staging,
-                                      sizeof(staging), &err),
+                                      sizeof(staging), &mk, &err),
                      0);
         cr_assert_eq(fill_tree(staging, cases[i].version, cases[i].attempt), 0);
         res = 0;
         cr_assert_eq(ds_library_finalize(lib, PKG, cases[i].version, staging,
-                                         &res, &err),
+                                         &mk, &res, &err),
                      0, "%s", err.msg);
         cr_assert_eq(res, DS_STALE, "version %llu",
                      (unsigned long long)cases[i].version);
@@ -570,6 +578,7 @@ Test(library, crash_after_staging_and_before_swap)
     char *root = make_tmpdir();
     ds_library *lib = open_lib(root, 3);
     ds_err err;
+    ds_library_mark mk = {.fd = -1};
     ds_finalize_result res = 0;
     cr_assert_eq(put_version(lib, PKG, 1, 0, &res, &err), 0, "%s", err.msg);
     char stdir[PATH_MAX], pkgdir[PATH_MAX];
@@ -583,8 +592,8 @@ Test(library, crash_after_staging_and_before_swap)
         ds_library *cl = NULL;
         char staging[PATH_MAX];
         if (ds_library_open(root, 3, &cl, &err) < 0 ||
-            ds_library_stage(cl, PKG, "crash", staging, sizeof(staging), &err) <
-                0 ||
+            ds_library_stage(cl, PKG, "crash", staging, sizeof(staging), &mk,
+                             &err) < 0 ||
             fill_tree(staging, 2, 1) < 0)
             _exit(1);
         _exit(0); /* a crash: no finalize, no close */
@@ -641,16 +650,18 @@ Test(library, fault_points)
     char *root = make_tmpdir();
     ds_library *lib = open_lib(root, 5);
     ds_err err;
+    ds_library_mark mk = {.fd = -1};
     ds_finalize_result res = 0;
     cr_assert_eq(put_version(lib, PKG, 1, 0, &res, &err), 0, "%s", err.msg);
 
     /* before-rename: nothing moved, the staging tree is still there. */
     char staging[PATH_MAX];
     cr_assert_eq(
-        ds_library_stage(lib, PKG, "r", staging, sizeof(staging), &err), 0);
+        ds_library_stage(lib, PKG, "r", staging, sizeof(staging), &mk, &err),
+        0);
     cr_assert_eq(fill_tree(staging, 2, 0), 0);
     ds_library_set_fault(lib, fault_at, (void *)"before-rename");
-    cr_assert_eq(ds_library_finalize(lib, PKG, 2, staging, &res, &err),
+    cr_assert_eq(ds_library_finalize(lib, PKG, 2, staging, &mk, &res, &err),
                  -ECANCELED);
     cr_assert(strstr(err.msg, "before-rename") != NULL, "%s", err.msg);
     struct stat st;
@@ -661,7 +672,7 @@ Test(library, fault_points)
 
     /* before-fsync: the swap happened (in memory at least). */
     ds_library_set_fault(lib, fault_at, (void *)"before-fsync");
-    cr_assert_eq(ds_library_finalize(lib, PKG, 2, staging, &res, &err),
+    cr_assert_eq(ds_library_finalize(lib, PKG, 2, staging, &mk, &res, &err),
                  -ECANCELED);
     cr_assert_eq(current_of(lib, PKG), 2);
 
@@ -683,14 +694,15 @@ Test(library, cleanup_keeps_live_worker_staging)
     ds_library *lib1 = open_lib(root, 2);
     ds_library *lib2 = open_lib(root, 2);
     ds_err err;
+    ds_library_mark mk = {.fd = -1};
     char staging[PATH_MAX];
-    cr_assert_eq(
-        ds_library_stage(lib2, PKG, "live", staging, sizeof(staging), &err), 0,
-        "%s", err.msg);
+    cr_assert_eq(ds_library_stage(lib2, PKG, "live", staging, sizeof(staging),
+                                  &mk, &err),
+                 0, "%s", err.msg);
     cr_assert_eq(fill_tree(staging, 1, 0), 0);
     char mine[PATH_MAX];
-    cr_assert_eq(ds_library_stage(lib1, PKG, "mine", mine, sizeof(mine), &err),
-                 0);
+    cr_assert_eq(
+        ds_library_stage(lib1, PKG, "mine", mine, sizeof(mine), &mk, &err), 0);
 
     unsigned removed = 99;
     cr_assert_eq(ds_library_cleanup_staging(lib1, &removed, &err), 0, "%s",
@@ -720,7 +732,7 @@ Test(library, cleanup_keeps_live_worker_staging)
         ds_library *cl = NULL;
         char p[PATH_MAX];
         if (ds_library_open(root, 2, &cl, &err) < 0 ||
-            ds_library_stage(cl, PKG, "killed", p, sizeof(p), &err) < 0)
+            ds_library_stage(cl, PKG, "killed", p, sizeof(p), &mk, &err) < 0)
             _exit(1);
         _exit(0);
     }
@@ -800,6 +812,7 @@ Test(library, current_rejects_bogus_targets)
     char *root = make_tmpdir();
     ds_library *lib = open_lib(root, 2);
     ds_err err;
+    ds_library_mark mk = {.fd = -1};
     char pkgdir[PATH_MAX], link[PATH_MAX];
     snprintf(pkgdir, sizeof(pkgdir), "%s/%s", root, PKG);
     PATHF(link, "%s/current", pkgdir);
@@ -837,8 +850,9 @@ Test(library, current_rejects_bogus_targets)
         char p[PATH_MAX];
         cr_assert_lt(ds_library_current(lib, names[i], &v, &err), 0, "%s",
                      names[i]);
-        cr_assert_lt(ds_library_stage(lib, names[i], "t", p, sizeof(p), &err),
-                     0, "%s", names[i]);
+        cr_assert_lt(
+            ds_library_stage(lib, names[i], "t", p, sizeof(p), &mk, &err), 0,
+            "%s", names[i]);
     }
     ds_library_close(lib);
     remove_tmpdir(root);
@@ -849,13 +863,16 @@ Test(library, staging_path_is_checked)
     char *root = make_tmpdir();
     ds_library *lib = open_lib(root, 2);
     ds_err err;
+    ds_library_mark mk = {.fd = -1};
     char staging[PATH_MAX];
     cr_assert_eq(
-        ds_library_stage(lib, PKG, "t", staging, sizeof(staging), &err), 0);
+        ds_library_stage(lib, PKG, "t", staging, sizeof(staging), &mk, &err),
+        0);
     cr_assert_eq(fill_tree(staging, 1, 0), 0);
     char other[PATH_MAX];
     cr_assert_eq(
-        ds_library_stage(lib, "other", "t", other, sizeof(other), &err), 0);
+        ds_library_stage(lib, "other", "t", other, sizeof(other), &mk, &err),
+        0);
 
     char bad[7][PATH_MAX];
     snprintf(bad[0], PATH_MAX, "%s/%s/versions", root, PKG);
@@ -869,8 +886,8 @@ Test(library, staging_path_is_checked)
     snprintf(bad[6], PATH_MAX, "%s", other); /* another package's */
     for (int i = 0; i < 7; i++) {
         ds_finalize_result res = 0;
-        cr_assert_lt(ds_library_finalize(lib, PKG, 1, bad[i], &res, &err), 0,
-                     "%s", bad[i]);
+        cr_assert_lt(ds_library_finalize(lib, PKG, 1, bad[i], &mk, &res, &err),
+                     0, "%s", bad[i]);
         if (i < 6)
             cr_assert_lt(ds_library_discard(lib, bad[i], &err), 0, "%s",
                          bad[i]);
@@ -883,6 +900,283 @@ Test(library, staging_path_is_checked)
     cr_assert_eq(stat(versions, &st), 0);
     cr_assert_eq(current_of(lib, PKG), 0);
     ds_library_close(lib);
+    remove_tmpdir(root);
+}
+
+/* ---- 9. start-up copes with one odd package at a time ------------------- */
+
+/* A worker (a child) that stages package pkg and dies: its staging is a
+ * dead worker's leftover. */
+static void dead_staging(const char *root, const char *pkg)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        ds_library *cl = NULL;
+        ds_library_mark mk = {.fd = -1};
+        ds_err err;
+        char p[PATH_MAX];
+        if (ds_library_open(root, 2, &cl, &err) < 0 ||
+            ds_library_stage(cl, pkg, "dead", p, sizeof(p), &mk, &err) < 0 ||
+            fill_tree(p, 9, 0) < 0)
+            _exit(1);
+        _exit(0);
+    }
+    cr_assert_eq(wait_child(pid), 0);
+}
+
+/* Run the start-up cleanup with stderr caught: returns its log lines. */
+static char *cleanup_logged(ds_library *lib, unsigned *removed, int *rc,
+                            ds_err *err)
+{
+    char tmpl[] = "/tmp/despool-test-log-XXXXXX";
+    int fd = mkstemp(tmpl);
+    cr_assert_geq(fd, 0);
+    unlink(tmpl);
+    int saved = dup(STDERR_FILENO);
+    cr_assert_geq(saved, 0);
+    cr_assert_geq(dup2(fd, STDERR_FILENO), 0);
+    *rc = ds_library_cleanup_staging(lib, removed, err);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    off_t len = lseek(fd, 0, SEEK_END);
+    cr_assert_geq(len, 0);
+    char *buf = calloc(1, (size_t)len + 1);
+    cr_assert_not_null(buf);
+    cr_assert_eq(pread(fd, buf, (size_t)len, 0), len);
+    close(fd);
+    return buf;
+}
+
+/* A library with a sound package "good" (v1, plus a dead worker's
+ * staging) and package "bad" (v1) about to be made odd. */
+static char *odd_library(void)
+{
+    char *root = make_tmpdir();
+    ds_library *lib = open_lib(root, 2);
+    ds_err err;
+    ds_finalize_result res = 0;
+    cr_assert_eq(put_version(lib, "good", 1, 0, &res, &err), 0, "%s", err.msg);
+    cr_assert_eq(put_version(lib, "bad", 1, 0, &res, &err), 0, "%s", err.msg);
+    ds_library_close(lib);
+    dead_staging(root, "good");
+    return root;
+}
+
+/* The start-up went on past the odd package: good's leftover is gone and
+ * good takes a new version. */
+static void good_was_cleaned(const char *root, ds_library *lib)
+{
+    char stdir[PATH_MAX];
+    PATHF(stdir, "%s/good/.staging", root);
+    cr_assert_eq(count_entries(stdir, ""), 0, "good's leftover removed");
+    ds_err err;
+    ds_finalize_result res = 0;
+    cr_assert_eq(put_version(lib, "good", 2, 0, &res, &err), 0, "%s", err.msg);
+    cr_assert_eq(current_of(lib, "good"), 2);
+}
+
+/* .staging a plain file, or a symlink out of the library: nobody's work
+ * in progress, so it is removed (the symlink itself, never its target)
+ * with a warning, and the package is served. Before issue 11 either one
+ * made the cleanup fail ("open <root>/bad/.staging: Not a directory") and
+ * the worker did not start. */
+Test(library, startup_removes_a_staging_that_is_no_directory)
+{
+    for (int kind = 0; kind < 2; kind++) {
+        char *root = odd_library();
+        char bad[PATH_MAX], outside[PATH_MAX], keep[PATH_MAX];
+        PATHF(bad, "%s/bad/.staging", root);
+        PATHF(outside, "%s/.outside", root); /* hidden: not a package */
+        PATHF(keep, "%s/keep", outside);
+        cr_assert_eq(ds_rm_rf(bad, NULL), 0);
+        cr_assert_eq(mkdir(outside, 0755), 0);
+        cr_assert_eq(write_file(outside, "keep", "precious"), 0);
+        if (kind == 0)
+            cr_assert_eq(write_file(root, "bad/.staging", "junk"), 0);
+        else
+            cr_assert_eq(symlink(outside, bad), 0);
+
+        ds_library *lib = open_lib(root, 2);
+        ds_err err;
+        unsigned removed = 99;
+        int rc;
+        char *log = cleanup_logged(lib, &removed, &rc, &err);
+        cr_assert_eq(rc, 0, "cleanup: %s", err.msg);
+        cr_assert_eq(removed, 1, "good's leftover");
+        cr_assert_null(ds_library_refused(lib, 0, NULL), "nothing refused");
+        cr_assert(strstr(log, "msg=staging-replaced package=bad") != NULL, "%s",
+                  log);
+        cr_assert(strstr(log, bad) != NULL, "names the path: %s", log);
+        cr_assert(strstr(log, kind == 0 ? "a regular file" : "a symlink to") !=
+                      NULL,
+                  "says what it was: %s", log);
+        free(log);
+        struct stat st;
+        cr_assert_neq(lstat(bad, &st), 0, "the odd .staging is gone");
+        char *text = NULL;
+        cr_assert_eq(ds_read_file(keep, &text, NULL, &err), 0, "%s", err.msg);
+        cr_assert_str_eq(text, "precious", "the symlink was not followed");
+        free(text);
+        good_was_cleaned(root, lib);
+        /* bad is served: a new version goes in. */
+        ds_finalize_result res = 0;
+        cr_assert_eq(put_version(lib, "bad", 2, 0, &res, &err), 0, "%s",
+                     err.msg);
+        cr_assert_eq(current_of(lib, "bad"), 2);
+        ds_library_close(lib);
+        remove_tmpdir(root);
+    }
+}
+
+/*
+ * Odd packages the library does not own enough to repair: a package path
+ * that is a file or a symlink, a versions/ that is a file, a .lock that is
+ * a directory, a current that is a file. Each is refused (warning, listed
+ * by ds_library_refused, left as it is), the others start; each one's
+ * updates fail with a local error naming the path until it is fixed, and
+ * the fix needs no restart.
+ */
+Test(library, startup_refuses_odd_packages_and_starts_the_rest)
+{
+    char *root = odd_library();
+    ds_err err;
+    ds_finalize_result res = 0;
+    char path[PATH_MAX], outside[PATH_MAX];
+    ds_library *lib = open_lib(root, 2);
+    cr_assert_eq(put_version(lib, "ver", 1, 0, &res, &err), 0, "%s", err.msg);
+    cr_assert_eq(put_version(lib, "lck", 1, 0, &res, &err), 0, "%s", err.msg);
+    cr_assert_eq(put_version(lib, "cur", 1, 0, &res, &err), 0, "%s", err.msg);
+    ds_library_close(lib);
+    cr_assert_eq(write_file(root, "afile", "not a package"), 0);
+    PATHF(outside, "%s/.outside", root);
+    cr_assert_eq(mkdir(outside, 0755), 0);
+    PATHF(path, "%s/alink", root);
+    cr_assert_eq(symlink(outside, path), 0);
+    PATHF(path, "%s/ver/versions", root);
+    cr_assert_eq(ds_rm_rf(path, NULL), 0);
+    cr_assert_eq(write_file(root, "ver/versions", "x"), 0);
+    PATHF(path, "%s/lck/.lock", root);
+    cr_assert_eq(unlink(path), 0);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    PATHF(path, "%s/cur/current", root);
+    cr_assert_eq(unlink(path), 0);
+    cr_assert_eq(write_file(root, "cur/current", "versions/1"), 0);
+
+    struct {
+        const char *pkg, *path, *what;
+    } want[] = {
+        {"afile", "afile", "a regular file, not a directory"},
+        {"alink", "alink", "a symlink to"},
+        {"ver", "ver/versions", "a regular file, not a directory"},
+        {"lck", "lck/.lock", "a directory, not a regular file"},
+        {"cur", "cur/current", "a regular file, not a symlink"},
+    };
+    enum { NW = sizeof(want) / sizeof(want[0]) };
+
+    lib = open_lib(root, 2);
+    unsigned removed = 99;
+    int rc;
+    char *log = cleanup_logged(lib, &removed, &rc, &err);
+    cr_assert_eq(rc, 0, "cleanup: %s", err.msg);
+    cr_assert_eq(removed, 1, "good's leftover");
+    good_was_cleaned(root, lib);
+    cr_assert_eq(current_of(lib, "bad"), 1, "the sound packages start");
+
+    size_t n = 0;
+    while (ds_library_refused(lib, n, NULL) != NULL)
+        n++;
+    cr_assert_eq(n, NW, "refused %zu packages", n);
+    for (size_t i = 0; i < NW; i++) {
+        char full[PATH_MAX], line[PATH_MAX + 64];
+        PATHF(full, "%s/%s", root, want[i].path);
+        /* Listed, with why naming the path and what is there. */
+        const char *why = NULL;
+        bool listed = false;
+        for (size_t j = 0; j < n; j++) {
+            const char *pkg = ds_library_refused(lib, j, &why);
+            if (strcmp(pkg, want[i].pkg) == 0) {
+                listed = true;
+                break;
+            }
+        }
+        cr_assert(listed, "%s refused", want[i].pkg);
+        cr_assert(strstr(why, full) != NULL, "%s: %s", want[i].pkg, why);
+        cr_assert(strstr(why, want[i].what) != NULL, "%s: %s", want[i].pkg,
+                  why);
+        /* Logged as a warning naming the package. */
+        PATHF(line, "level=warn pid=%d msg=package-refused package=%s",
+              (int)getpid(), want[i].pkg);
+        cr_assert(strstr(log, line) != NULL, "no %s in %s", line, log);
+        /* Its updates fail before any work, naming the path. */
+        uint64_t v = 77;
+        ds_err_clear(&err);
+        cr_assert_lt(ds_library_current(lib, want[i].pkg, &v, &err), 0, "%s",
+                     want[i].pkg);
+        cr_assert_str_eq(err.reason, "io-error");
+        cr_assert(strstr(err.msg, full) != NULL, "%s", err.msg);
+        cr_assert_eq(v, 0);
+        cr_assert_lt(put_version(lib, want[i].pkg, 2, 0, &res, &err), 0, "%s",
+                     want[i].pkg);
+    }
+    free(log);
+    /* Nothing of theirs was touched. */
+    struct stat st;
+    PATHF(path, "%s/afile", root);
+    cr_assert(lstat(path, &st) == 0 && S_ISREG(st.st_mode));
+    PATHF(path, "%s/alink", root);
+    cr_assert(lstat(path, &st) == 0 && S_ISLNK(st.st_mode));
+    PATHF(path, "%s/ver/versions", root);
+    cr_assert(lstat(path, &st) == 0 && S_ISREG(st.st_mode));
+
+    /* The operator fixes ver: its next update goes in, no restart. */
+    cr_assert_eq(unlink(path), 0);
+    cr_assert_eq(put_version(lib, "ver", 2, 1, &res, &err), 0, "%s", err.msg);
+    cr_assert_eq(current_of(lib, "ver"), 2);
+    ds_library_close(lib);
+    remove_tmpdir(root);
+}
+
+/* A package on another filesystem (a tmpfs mounted at <root>/<pkg>): the
+ * group does not cover it, so its mark holds a descriptor opened before
+ * the first write and the durability points sync that. Needs root. */
+Test(library, package_on_another_filesystem)
+{
+    char *root = make_tmpdir();
+    char pkgdir[PATH_MAX], cmd[PATH_MAX + 64];
+    PATHF(pkgdir, "%s/%s", root, PKG);
+    cr_assert_eq(mkdir(pkgdir, 0755), 0);
+    PATHF(cmd, "mount -t tmpfs -o size=4m tmpfs '%s' 2>/dev/null", pkgdir);
+    if (system(cmd) != 0) {
+        remove_tmpdir(root);
+        cr_skip_test("cannot mount a tmpfs (needs root)");
+    }
+    ds_library *lib = open_lib(root, 2);
+    ds_err err;
+    ds_library_mark mk;
+    char staging[PATH_MAX];
+    cr_assert_eq(
+        ds_library_stage(lib, PKG, "mnt", staging, sizeof(staging), &mk, &err),
+        0, "%s", err.msg);
+    cr_assert_geq(mk.fd, 0, "a cursor of its own on the other filesystem");
+    cr_assert_eq(fill_tree(staging, 1, 0), 0);
+    cr_assert_eq(ds_library_sync(lib, staging, &mk, &err), 0, "%s", err.msg);
+    ds_finalize_result res = 0;
+    cr_assert_eq(ds_library_finalize(lib, PKG, 1, staging, &mk, &res, &err), 0,
+                 "%s", err.msg);
+    cr_assert_eq(res, DS_FINALIZED);
+    ds_library_mark_release(&mk);
+    cr_assert_eq(mk.fd, -1);
+    cr_assert_eq(check_version_dir(root, PKG, 1, 0), 0);
+    cr_assert_eq(current_of(lib, PKG), 1);
+    /* On the library's own filesystem a mark has no descriptor. */
+    cr_assert_eq(ds_library_stage(lib, "plain", "t", staging, sizeof(staging),
+                                  &mk, &err),
+                 0, "%s", err.msg);
+    cr_assert_eq(mk.fd, -1);
+    ds_library_close(lib);
+    PATHF(cmd, "umount '%s'", pkgdir);
+    cr_assert_eq(system(cmd), 0);
     remove_tmpdir(root);
 }
 
