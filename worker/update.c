@@ -166,7 +166,11 @@ static ds_outcome classify(const ds_err *err)
 {
     if (strcmp(err->reason, "cancelled") == 0)
         return DS_OUT_CANCELLED;
-    if (strcmp(err->reason, "io-error") == 0)
+    /* The site's fault, retried: the disk, and "internal" (out of memory,
+     * a hash or zstd context that could not be made): no input causes
+     * those, so dead-lettering would lose a good update. */
+    if (strcmp(err->reason, "io-error") == 0 ||
+        strcmp(err->reason, "internal") == 0)
         return DS_OUT_IOERROR;
     return DS_OUT_REJECTED;
 }

@@ -561,11 +561,14 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
         ds_info("metrics-listening", "site=%s addr=%s paths=/metrics,/healthz",
                 o->site, bound);
     }
+    size_t refused = 0;
+    while (ds_library_refused(w.lib, refused, NULL) != NULL)
+        refused++;
     ds_info("started",
             "site=%s group=despool.%s library=%s keep_versions=%u "
-            "staging_removed=%u",
-            o->site, o->site, ds_library_root(w.lib), o->keep_versions,
-            removed);
+            "staging_removed=%u packages_refused=%zu",
+            o->site, o->site, ds_library_root(w.lib), o->keep_versions, removed,
+            refused);
 
     while (!*o->stop && !w.fatal) {
         /* Throttled: wait for an update to finish rather than take more

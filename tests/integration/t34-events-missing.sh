@@ -74,7 +74,7 @@ log "updates left whole installed: ${want[*]}"
 line=$(grep -m1 'msg=events-missing ' "$T/w2.log" || true)
 [ -n "$line" ] || fail "no msg=events-missing line: the worker skipped offsets $X-$((Y - 1)) of partition 0 silently"
 log "$(echo "$line" | cut -c1-240)"
-echo "$line" | grep -q 'level=warn ' || fail "events-missing is not a warning: $line"
+echo "$line" | grep -qE 'level=(warn|error) ' || fail "events-missing is not a warning or an error: $line"
 for kv in partition=0 expected_offset=$X first_offset=$Y missing=$((Y - X)); do
   echo " $line " | grep -q " $kv " || fail "events-missing line does not say $kv: $line"
 done
