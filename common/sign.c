@@ -1,6 +1,6 @@
 /*
- * sign.c - Ed25519 signing and verification of update headers with
- * OpenSSL's EVP interface; see sign.h.
+ * sign.c - Ed25519 signing and verification of v1 update headers and v2
+ * manifests with OpenSSL's EVP interface; see sign.h.
  */
 #include "sign.h"
 
@@ -170,27 +170,53 @@ void ds_signer_free(ds_signer *s)
     free(s);
 }
 
-int ds_sign_event(const ds_signer *s, ds_event *ev, ds_err *err)
+/* Sign msg[0..len) with s's key into sig; what names the update. */
+static int sign_bytes(const ds_signer *s, const char *msg, int len,
+                      uint8_t sig[DS_SIG_LEN], const char *package,
+                      uint64_t version, ds_err *err)
 {
-    char msg[DS_SIG_MSG_MAX], e[256];
-    int len = ds_sig_message(ev, msg, sizeof(msg), err);
-    if (len < 0)
-        return len;
+    char e[256];
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     size_t siglen = DS_SIG_LEN;
-    int ok = ctx != NULL &&
-             EVP_DigestSignInit(ctx, NULL, NULL, NULL, s->key) == 1 &&
-             EVP_DigestSign(ctx, ev->sig, &siglen, (const uint8_t *)msg,
-                            (size_t)len) == 1 &&
-             siglen == DS_SIG_LEN;
+    int ok =
+        ctx != NULL && EVP_DigestSignInit(ctx, NULL, NULL, NULL, s->key) == 1 &&
+        EVP_DigestSign(ctx, sig, &siglen, (const uint8_t *)msg, (size_t)len) ==
+            1 &&
+        siglen == DS_SIG_LEN;
     EVP_MD_CTX_free(ctx);
     if (!ok)
         return ds_err_set(err, -EIO, "internal",
                           "sign %s version %" PRIu64 " with key %s: %s",
-                          ev->package, ev->version, s->key_id,
+                          package, version, s->key_id,
                           ossl_error(e, sizeof(e), "failed"));
+    return 0;
+}
+
+int ds_sign_event(const ds_signer *s, ds_event *ev, ds_err *err)
+{
+    char msg[DS_SIG_MSG_MAX];
+    int len = ds_sig_message(ev, msg, sizeof(msg), err);
+    if (len < 0)
+        return len;
+    int rc = sign_bytes(s, msg, len, ev->sig, ev->package, ev->version, err);
+    if (rc < 0)
+        return rc;
     snprintf(ev->key_id, sizeof(ev->key_id), "%s", s->key_id);
     ev->has_sig = 1;
+    return 0;
+}
+
+int ds_sign_manifest(const ds_signer *s, ds_manifest *m, ds_err *err)
+{
+    char msg[DS_SIG2_MSG_MAX];
+    int len = ds_manifest_sig_message(m, msg, sizeof(msg), err);
+    if (len < 0)
+        return len;
+    int rc = sign_bytes(s, msg, len, m->sig, m->package, m->version, err);
+    if (rc < 0)
+        return rc;
+    snprintf(m->key_id, sizeof(m->key_id), "%s", s->key_id);
+    m->has_sig = 1;
     return 0;
 }
 
@@ -316,30 +342,30 @@ void ds_keyring_free(ds_keyring *kr)
     free(kr);
 }
 
-int ds_keyring_verify(const ds_keyring *kr, const ds_event *ev, ds_err *err)
+/* The signature sig by key_id over msg[0..len): 0 or bad-signature. */
+static int verify_bytes(const ds_keyring *kr, int has_sig,
+                        const uint8_t sig[DS_SIG_LEN], const char *key_id,
+                        const char *msg, int len, const char *package,
+                        uint64_t version, ds_err *err)
 {
-    if (!ev->has_sig)
+    if (!has_sig)
         return ds_err_set(err, -EPERM, "bad-signature",
                           "%s version %" PRIu64 ": unsigned update, and this "
                           "site requires signatures (--trusted-keys)",
-                          ev->package, ev->version);
+                          package, version);
     const trusted *t = NULL;
     for (int i = 0; i < kr->n; i++)
-        if (strcmp(kr->k[i].key_id, ev->key_id) == 0)
+        if (strcmp(kr->k[i].key_id, key_id) == 0)
             t = &kr->k[i];
     if (t == NULL)
         return ds_err_set(err, -EPERM, "bad-signature",
                           "%s version %" PRIu64 ": signed with key %s, "
                           "which this site does not trust",
-                          ev->package, ev->version, ev->key_id);
-    char msg[DS_SIG_MSG_MAX];
-    int len = ds_sig_message(ev, msg, sizeof(msg), err);
-    if (len < 0)
-        return len;
+                          package, version, key_id);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     int ok = ctx != NULL &&
              EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, t->key) == 1 &&
-             EVP_DigestVerify(ctx, ev->sig, DS_SIG_LEN, (const uint8_t *)msg,
+             EVP_DigestVerify(ctx, sig, DS_SIG_LEN, (const uint8_t *)msg,
                               (size_t)len) == 1;
     EVP_MD_CTX_free(ctx);
     ERR_clear_error();
@@ -347,8 +373,30 @@ int ds_keyring_verify(const ds_keyring *kr, const ds_event *ev, ds_err *err)
         return ds_err_set(err, -EPERM, "bad-signature",
                           "%s version %" PRIu64 ": signature by key %s "
                           "does not verify (header altered or forged)",
-                          ev->package, ev->version, ev->key_id);
+                          package, version, key_id);
     return 0;
+}
+
+int ds_keyring_verify(const ds_keyring *kr, const ds_event *ev, ds_err *err)
+{
+    char msg[DS_SIG_MSG_MAX];
+    int len = 0;
+    if (ev->has_sig && (len = ds_sig_message(ev, msg, sizeof(msg), err)) < 0)
+        return len;
+    return verify_bytes(kr, ev->has_sig, ev->sig, ev->key_id, msg, len,
+                        ev->package, ev->version, err);
+}
+
+int ds_keyring_verify_manifest(const ds_keyring *kr, const ds_manifest *m,
+                               ds_err *err)
+{
+    char msg[DS_SIG2_MSG_MAX];
+    int len = 0;
+    if (m->has_sig &&
+        (len = ds_manifest_sig_message(m, msg, sizeof(msg), err)) < 0)
+        return len;
+    return verify_bytes(kr, m->has_sig, m->sig, m->key_id, msg, len, m->package,
+                        m->version, err);
 }
 
 /* ---- keygen -------------------------------------------------------- */

@@ -1,5 +1,6 @@
 /*
- * sign.h - signed updates (schemas/v1/README.md, section 6): Ed25519
+ * sign.h - signed updates (schemas/v1/README.md, section 6; v2 manifests:
+ * schemas/v2/README.md, section 9, "despool-sig-v2\n..."): Ed25519
  * (OpenSSL libcrypto) over a canonical text of the header fields that
  * define an update:
  *
@@ -20,6 +21,7 @@
 
 #include "codec.h"
 #include "err.h"
+#include "manifest.h"
 
 #define DS_SIG_MSG_MAX 512
 
@@ -42,6 +44,11 @@ void ds_signer_free(ds_signer *s); /* NULL is fine */
 /* Sign ev's header: sets ev->sig, ev->key_id and ev->has_sig. */
 int ds_sign_event(const ds_signer *s, ds_event *ev, ds_err *err);
 
+/* Sign a v2 manifest (its form, refs and all, must be set: the text of
+ * ds_manifest_sig_message covers them): sets m->sig, m->key_id and
+ * m->has_sig. */
+int ds_sign_manifest(const ds_signer *s, ds_manifest *m, ds_err *err);
+
 typedef struct ds_keyring ds_keyring;
 
 /* Every DIR/<key_id>.pub (Ed25519, PEM). Fails, naming the file, on an
@@ -61,6 +68,10 @@ void ds_keyring_free(ds_keyring *kr); /* NULL is fine */
  * -EPERM with reason "bad-signature" and a message saying which: unsigned,
  * unknown key id, or signature does not verify. */
 int ds_keyring_verify(const ds_keyring *kr, const ds_event *ev, ds_err *err);
+
+/* The same for a v2 manifest (schemas/v2/README.md section 9). */
+int ds_keyring_verify_manifest(const ds_keyring *kr, const ds_manifest *m,
+                               ds_err *err);
 
 /* Write a new key pair DIR/<key_id>.key (0600) and DIR/<key_id>.pub;
  * never overwrites. The paths written go to priv/pub (size >= 4096). */

@@ -2,7 +2,8 @@
 """Seed corpora for the fuzz targets, written to OUTDIR/{decode,update,
 extract}/ (generated at run time: nothing binary is checked in).
 
-  decode   every vector of schemas/v1/vectors.txt and signature.txt
+  decode   every vector of schemas/v1/vectors.txt and signature.txt,
+           and of schemas/v2/vectors.txt
   update   each case of the hostile corpus (tests/hostile) as one event
            sequence, plus good updates of 1 and 3 chunks
   extract  the uncompressed tar of every single-chunk corpus case, plus
@@ -76,8 +77,9 @@ def sample_tars():
 def main():
     out = sys.argv[1]
     n = 0
-    for fname in ("vectors.txt", "signature.txt"):
-        for line in open(os.path.join(ROOT, "schemas", "v1", fname)):
+    for sub, fname in (("v1", "vectors.txt"), ("v1", "signature.txt"),
+                       ("v2", "vectors.txt")):
+        for line in open(os.path.join(ROOT, "schemas", sub, fname)):
             for key in ("hex: ", "event: "):
                 if line.startswith(key):
                     write(os.path.join(out, "decode"), "v%03d" % n,
