@@ -35,6 +35,8 @@
  * jobs wait (their events are read again later, not held in memory). */
 #define DL_OUTQ_MAX     256
 #define STATUS_RETRY_MS 1000
+/* After a dead letter could not be produced, the next try. */
+#define DL_RETRY_MS 1000
 
 enum ticket_kind { TICKET_DEAD, TICKET_STATUS };
 
@@ -308,6 +310,9 @@ void dead_letters_pump(worker *w)
     if (n == 0)
         return;
 
+    if (ds_mono_ms() < w->pump_after_ms)
+        return;
+    bool stalled = false;
     for (int taken = 0; taken < DL_PUMP_BATCH; taken++) {
         if (rd_kafka_outq_len(w->producer) > DL_OUTQ_MAX)
             break; /* let deliveries drain first */
@@ -345,8 +350,10 @@ void dead_letters_pump(worker *w)
             }
             if (produce_dead(w, m, j->gen, j->hold ? j->update_id : NULL,
                              j->reason, j->detail) < 0) {
-                pp = &j->next; /* queue full: next pump */
-                continue;
+                /* Not now: stop this batch (reading on would pass this
+                 * job's event), and read again from it after a pause. */
+                stalled = true;
+                break;
             }
             drop_job(w, pp);
             for (dl_job *o = w->jobs; o != NULL; o = o->next)
@@ -354,6 +361,10 @@ void dead_letters_pump(worker *w)
                     o->since_ms = ds_mono_ms(); /* progress */
         }
         rd_kafka_message_destroy(m);
+        if (stalled) {
+            w->pump_after_ms = ds_mono_ms() + DL_RETRY_MS;
+            break;
+        }
     }
 }
 

@@ -10,9 +10,9 @@
  * - A rewound partition is paused until its seek back to the commit point
  *   has succeeded AND its backoff has passed: resuming after a failed seek
  *   would skip the events between the commit point and the fetch position.
- * - librdkafka keeps an application pause across unassign/assign, so every
- *   assignment resumes what it is given (rebalance.c); `paused` mirrors the
- *   pause that this file set.
+ * - librdkafka keeps an application pause across unassign/assign, so a
+ *   partition given up while paused is resumed first (rebalance.c);
+ *   `paused` mirrors the pause that this file set.
  */
 #include <inttypes.h>
 #include <stdio.h>

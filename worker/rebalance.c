@@ -60,6 +60,24 @@ static void release_partitions(worker *w,
         rd_kafka_flush(w->producer, 10000);
         commit(w, true, l);
     }
+    /* librdkafka keeps an application pause across unassign/assign: a
+     * partition this worker paused (rewind_partition) would never fetch
+     * again once assigned back. Its pause is lifted while it is still
+     * assigned. (Not after the next assign: a resume of a partition that
+     * is not paused still bumps its op version in librdkafka 2.0, and the
+     * reply to the assign's committed-offset fetch is then dropped as
+     * outdated: the partition stalls.) */
+    rd_kafka_topic_partition_list_t *paused =
+        rd_kafka_topic_partition_list_new(l->cnt > 0 ? l->cnt : 1);
+    for (int i = 0; i < l->cnt; i++) {
+        part *p = part_get(w, l->elems[i].partition);
+        if (p != NULL && p->paused)
+            rd_kafka_topic_partition_list_add(paused, DS_TOPIC_UPDATES,
+                                              l->elems[i].partition);
+    }
+    if (paused->cnt > 0)
+        rd_kafka_resume_partitions(w->consumer, paused);
+    rd_kafka_topic_partition_list_destroy(paused);
     for (int i = 0; i < l->cnt; i++) {
         part *p = part_get(w, l->elems[i].partition);
         if (p == NULL)
@@ -130,11 +148,6 @@ void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             e = rd_kafka_incremental_assign(rk, parts);
         else
             ae = rd_kafka_assign(rk, parts);
-        /* librdkafka keeps an application pause across unassign/assign:
-         * a partition this worker paused before the rebalance would never
-         * fetch again. Everything assigned starts unpaused. */
-        if (parts->cnt > 0)
-            rd_kafka_resume_partitions(rk, parts);
     } else {
         bool lost = rd_kafka_assignment_lost(rk);
         ds_info("revoked", "site=%s partitions=%s lost=%s", w->o->site,

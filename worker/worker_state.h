@@ -107,6 +107,7 @@ typedef struct worker {
     unsigned njobs; /* length of jobs */
     rf_pos *rfpos;  /* where the refetch consumer reads */
     int nrfpos;
+    uint64_t pump_after_ms; /* dead letters wait until then */
     status_rec *statuses;   /* status records not yet delivered */
     uint64_t status_seq;    /* numbers status records, for retries */
     uint64_t last_retry_ms; /* last pass over statuses to retry */
