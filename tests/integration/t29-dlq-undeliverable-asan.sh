@@ -32,7 +32,7 @@ fi
 ASAN_BIN=${DESPOOL_ASAN_BIN:-$SRC/build-asan}
 [ -x "$ASAN_BIN/despooler" ] ||
   fail "no ASan build at $ASAN_BIN/despooler (bash scripts/build asan, or set DESPOOL_ASAN_BIN)"
-ldd "$ASAN_BIN/despooler" | grep -q libasan ||
+{ ldd "$ASAN_BIN/despooler" || true; } >"$T/ldd.txt"; grep -q libasan "$T/ldd.txt" ||
   fail "$ASAN_BIN/despooler is not an ASan build (no libasan)"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
