@@ -256,11 +256,16 @@ void resume_due(worker *w)
 /* ---- commits ------------------------------------------------------- */
 
 /* Commit every assigned partition (or those in only) whose commit point
- * moved. With nothing pending, the commit point is the consumer's
- * position, which librdkafka advances past transaction markers once it
- * has seen them; not while the partition is rewound (its position is
- * wherever the fetcher was). */
-void commit(worker *w, bool sync, const rd_kafka_topic_partition_list_t *only)
+ * moved. With nothing pending and positions set, the commit point is the
+ * consumer's position, which librdkafka advances past transaction markers
+ * once it has seen them; not while the partition is rewound (its position
+ * is wherever the fetcher was). Never positions while partitions are being
+ * given up: librdkafka 2.0's consumer close moves the position past
+ * events still in its queue that the application never received
+ * (measured: a worker stopped right after its assignment committed
+ * offset 2 of a partition it had not read an event of). */
+void commit(worker *w, bool sync, bool positions,
+            const rd_kafka_topic_partition_list_t *only)
 {
     if (w->nparts == 0)
         return;
@@ -278,8 +283,8 @@ void commit(worker *w, bool sync, const rd_kafka_topic_partition_list_t *only)
     for (int i = 0; i < pos->cnt; i++) {
         part *p = &w->parts[pos->elems[i].partition];
         int64_t cp = ds_offsets_commit_point(p->trk);
-        if (ds_offsets_pending(p->trk) == 0 && !p->paused && !p->rewind_due &&
-            pos->elems[i].offset > cp)
+        if (positions && ds_offsets_pending(p->trk) == 0 && !p->paused &&
+            !p->rewind_due && pos->elems[i].offset > cp)
             cp = pos->elems[i].offset;
         if (cp > p->committed)
             rd_kafka_topic_partition_list_add(l, DS_TOPIC_UPDATES,

@@ -58,7 +58,7 @@ static void release_partitions(worker *w,
     handle_completions(w);
     if (!lost) {
         rd_kafka_flush(w->producer, 10000);
-        commit(w, true, l);
+        commit(w, true, false, l);
     }
     /* librdkafka keeps an application pause across unassign/assign: a
      * partition this worker paused (rewind_partition) would never fetch

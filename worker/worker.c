@@ -611,7 +611,7 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
         uint64_t since = ds_mono_ms() - w.last_commit_ms;
         if ((w.dirty && since >= COMMIT_INTERVAL_MS) ||
             since >= POSITION_COMMIT_INTERVAL_MS)
-            commit(&w, false, NULL);
+            commit(&w, false, true, NULL);
     }
     if (w.fatal)
         rc = ds_err_set(err, -EIO, "kafka",
@@ -623,7 +623,7 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
     ds_info("stopping", "site=%s in_flight=%u", o->site, in_flight);
     drain_in_flight(&w);
     rd_kafka_flush(w.producer, 10000);
-    commit(&w, true, NULL);
+    commit(&w, true, true, NULL);
     /* Leaves the group; the revoke callback runs one last time. */
     rd_kafka_consumer_close(w.consumer);
     rd_kafka_flush(w.producer, 10000);

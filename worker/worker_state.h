@@ -138,7 +138,8 @@ void request_rewind(worker *w, int32_t partition, unsigned gen);
 void apply_rewinds(worker *w);
 void resume_due(worker *w);
 void note_offset(worker *w, int32_t partition, int64_t offset);
-void commit(worker *w, bool sync, const rd_kafka_topic_partition_list_t *only);
+void commit(worker *w, bool sync, bool positions,
+            const rd_kafka_topic_partition_list_t *only);
 void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                rd_kafka_topic_partition_list_t *offsets, void *opaque);
 
