@@ -370,6 +370,18 @@ void dead_letters_pump(worker *w)
 
 /* ---- status records ------------------------------------------------ */
 
+/* r failed (to be produced, or delivered): try again soon; said once. */
+static void status_retry_later(worker *w, status_rec *r, const char *why)
+{
+    r->in_flight = false;
+    r->retry_at_ms = ds_mono_ms() + STATUS_RETRY_MS;
+    if (r->failures++ == 0)
+        ds_warn("status-failed",
+                "site=%s package=%s version=%" PRIu64 " state=%s "
+                "error=\"%s\" note=\"retried until delivered\"",
+                w->o->site, r->package, r->version, r->state, why);
+}
+
 static void produce_status(worker *w, status_rec *r)
 {
     ticket *t = calloc(1, sizeof(*t));
@@ -387,13 +399,7 @@ static void produce_status(worker *w, status_rec *r)
     } else {
         ds_err_set(&err, -ENOMEM, "internal", "status: out of memory");
     }
-    r->in_flight = false;
-    r->retry_at_ms = ds_mono_ms() + STATUS_RETRY_MS;
-    if (r->failures++ == 0)
-        ds_warn("status-failed",
-                "site=%s package=%s version=%" PRIu64 " state=%s "
-                "error=\"%s\" note=\"retried until delivered\"",
-                w->o->site, r->package, r->version, r->state, err.msg);
+    status_retry_later(w, r, err.msg);
 }
 
 void report_status(worker *w, const char *package, uint64_t version,
@@ -475,14 +481,7 @@ static void status_delivered(worker *w, const ticket *t, rd_kafka_resp_err_t e)
         free(r);
         return;
     }
-    r->in_flight = false;
-    r->retry_at_ms = ds_mono_ms() + STATUS_RETRY_MS;
-    if (r->failures++ == 0)
-        ds_warn("status-failed",
-                "site=%s package=%s version=%" PRIu64 " state=%s "
-                "error=\"%s\" note=\"retried until delivered\"",
-                w->o->site, r->package, r->version, r->state,
-                rd_kafka_err2str(e));
+    status_retry_later(w, r, rd_kafka_err2str(e));
 }
 
 /* ---- delivery reports ---------------------------------------------- */
