@@ -17,47 +17,9 @@
 
 #include "manifest.h"
 #include "sign.h"
+#include "vectors.h"
 
 /* --- helpers ---------------------------------------------------------- */
-
-static void hex_of(char *out, const uint8_t *p, size_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-/* Lowercase hex to bytes (malloc'd, at least 1 byte); length or -1. */
-static long unhex(const char *s, uint8_t **out)
-{
-    size_t n = strlen(s);
-    if (n % 2)
-        return -1;
-    *out = malloc(n / 2 + 1);
-    cr_assert_not_null(*out);
-    for (size_t i = 0; i < n / 2; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            free(*out);
-            *out = NULL;
-            return -1;
-        }
-        (*out)[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return (long)(n / 2);
-}
 
 /* A growing "k=v\n" text. */
 typedef struct text {
@@ -208,31 +170,9 @@ struct vec {
     long len;
 };
 
-static char *slurp(const char *path)
+static char **header_slot(struct vec *v, const char *k, int lineno)
 {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "open %s", path);
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 65536 + 1 > cap) {
-            cap = cap ? cap * 2 : 262144;
-            buf = realloc(buf, cap);
-            cr_assert_not_null(buf);
-        }
-        size_t got = fread(buf + len, 1, 65536, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    cr_assert_not(ferror(f), "read %s", path);
-    fclose(f);
-    buf[len] = '\0';
-    return buf;
-}
-
-static char **header_slot(struct vec *v, const char *k)
-{
+    v->line = lineno;
     struct {
         const char *name;
         char **slot;
@@ -260,51 +200,43 @@ static char **header_slot(struct vec *v, const char *k)
     return NULL;
 }
 
+/* Where load_vectors puts what walk_vectors reads. */
+struct loader {
+    struct vec cur, *vs;
+    int n;
+};
+
+static char **load_header(void *ctx, const char *k, int lineno)
+{
+    return header_slot(&((struct loader *)ctx)->cur, k, lineno);
+}
+
+static void load_meaning(void *ctx, const char *line)
+{
+    put(&((struct loader *)ctx)->cur.meaning, "%s", line);
+}
+
+static void load_close(void *ctx, int lineno)
+{
+    struct loader *l = ctx;
+    if (l->cur.name != NULL) {
+        cr_assert_lt(l->n, MAXV);
+        l->vs[l->n++] = l->cur;
+    } else {
+        cr_assert_null(l->cur.hex, "line %d: block without name", lineno);
+    }
+    memset(&l->cur, 0, sizeof(l->cur));
+}
+
 /* Split the file into vectors (blocks with a name: line). */
 static int load_vectors(char *textbuf, struct vec *vs)
 {
-    int n = 0, lineno = 0;
-    struct vec cur;
-    memset(&cur, 0, sizeof(cur));
-    char *p = textbuf;
-    for (;;) {
-        char *nl = strchr(p, '\n');
-        int last = nl == NULL;
-        if (nl)
-            *nl = '\0';
-        lineno++;
-        if (*p == '\0') {
-            if (cur.name != NULL) {
-                cr_assert_lt(n, MAXV);
-                vs[n++] = cur;
-            } else {
-                cr_assert_null(cur.hex, "line %d: block without name", lineno);
-            }
-            memset(&cur, 0, sizeof(cur));
-        } else if (*p != '#') {
-            size_t id = strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_-");
-            cr_assert_gt(id, 0, "line %d: bad line", lineno);
-            if (p[id] == ':') {
-                char *val = p + id + 1;
-                val += *val == ' ';
-                p[id] = '\0';
-                char **slot = header_slot(&cur, p);
-                cr_assert_not_null(slot, "line %d: unknown header %s", lineno,
-                                   p);
-                cr_assert_null(*slot, "line %d: repeated %s", lineno, p);
-                *slot = val;
-                cur.line = lineno;
-            } else {
-                cr_assert_eq(p[id], '=', "line %d: expected k: or k=", lineno);
-                put(&cur.meaning, "%s", p);
-            }
-        }
-        if (last)
-            break;
-        p = nl + 1;
-    }
-    cr_assert_null(cur.name, "the file must end with a newline");
-    return n;
+    struct loader l;
+    memset(&l, 0, sizeof(l));
+    l.vs = vs;
+    walk_vectors(textbuf, &l, load_header, load_meaning, load_close);
+    cr_assert_null(l.cur.name, "the file must end with a newline");
+    return l.n;
 }
 
 static void expect_rejected(const struct vec *v, int rc, const ds_err *err,
