@@ -165,6 +165,23 @@ static int check_schema(const char *op, const struct val *v, const char *what,
                       op, (unsigned long long)v->obj.u);
 }
 
+/* The start of a decoder of a map whose first field is "schema": dst (of
+ * size bytes) cleared, buf read into v[] (at most max bytes), the schema
+ * number checked first (what: "manifest", "part"), then every field's
+ * presence and type. On failure dst stays cleared. */
+static int decode_map(const char *op, void *dst, size_t size, const void *buf,
+                      size_t len, size_t max, const struct field *fields,
+                      size_t nf, struct val *v, const char *what, ds_err *err)
+{
+    if (dst == NULL)
+        return ds_err_set(err, -EINVAL, BAD, "%s: NULL argument", op);
+    memset(dst, 0, size);
+    int rc = read_map(op, buf, len, max, fields, nf, v, err);
+    if (rc < 0 || (rc = check_schema(op, &v[0], what, err)) < 0)
+        return rc;
+    return check_types(op, fields, nf, v, err);
+}
+
 /* A str value into a NUL-terminated buffer of cap + 1 bytes. */
 static int copy_str(const char *op, const char *name, const ds_mp_obj *o,
                     char *dst, size_t cap, ds_err *err)
@@ -621,13 +638,10 @@ int ds_manifest_decode(const void *buf, size_t len, ds_manifest *m, ds_err *err)
     const char *op = "decode manifest";
     const struct field *F = manifest_fields;
     struct val v[M_NFIELDS];
-    if (m == NULL)
-        return ds_err_set(err, -EINVAL, BAD, "%s: NULL argument", op);
-    memset(m, 0, sizeof(*m));
-    int rc = read_map(op, buf, len, DS_MANIFEST_MAX, F, M_NFIELDS, v, err);
-    if (rc < 0 || (rc = check_schema(op, &v[M_SCHEMA], "manifest", err)) < 0 ||
-        (rc = check_types(op, F, M_NFIELDS, v, err)) < 0)
-        goto out;
+    int rc = decode_map(op, m, sizeof(*m), buf, len, DS_MANIFEST_MAX, F,
+                        M_NFIELDS, v, "manifest", err);
+    if (rc < 0)
+        return rc;
     if (v[M_SIG].present != v[M_KEY_ID].present) {
         rc = ds_err_set(err, -EINVAL, BAD,
                         "%s: field \"%s\": missing (sig and key_id go "
@@ -1019,13 +1033,10 @@ int ds_part_decode(const void *buf, size_t len, ds_part *p, ds_err *err)
     const char *op = "decode part";
     const struct field *F = part_fields;
     struct val v[P_NFIELDS];
-    if (p == NULL)
-        return ds_err_set(err, -EINVAL, BAD, "%s: NULL argument", op);
-    memset(p, 0, sizeof(*p));
-    int rc = read_map(op, buf, len, SIZE_MAX, F, P_NFIELDS, v, err);
-    if (rc < 0 || (rc = check_schema(op, &v[P_SCHEMA], "part", err)) < 0 ||
-        (rc = check_types(op, F, P_NFIELDS, v, err)) < 0)
-        goto out;
+    int rc = decode_map(op, p, sizeof(*p), buf, len, SIZE_MAX, F, P_NFIELDS, v,
+                        "part", err);
+    if (rc < 0)
+        return rc;
     p->schema = v[P_SCHEMA].obj.u;
     if ((rc = copy_str(op, "package", &v[P_PACKAGE].obj, p->package,
                        DS_PACKAGE_MAX, err)) < 0)

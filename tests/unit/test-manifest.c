@@ -1138,6 +1138,10 @@ static void expect_craft_fails(const char *what, const void *rest, size_t n,
     "\xc4\x20"                                                                 \
     "0123456789abcdef0123456789abcdef"
 
+/* The rest of a manifest whose parts list holds one ref: "parts", a
+ * 1-array, a 5-array, the id (ID32), then tail. */
+#define REF1(tail) LIT("\xa5parts\x91\x95" ID32 tail)
+
 Test(manifest, hostile)
 {
     /* Counts far beyond the bytes: refused before any loop runs. */
@@ -1156,27 +1160,33 @@ Test(manifest, hostile)
      * claiming them is truncated). */
     expect_craft_fails("8193 refs claimed", LIT("\xa5parts\xdc\x20\x01"), 1, 1,
                        1, "truncated");
-    /* Numbers that do not fit the struct are range errors, not wraps. */
-    expect_craft_fails("size 2^32+5",
-                       LIT("\xa5parts\x91\x95" ID32
-                           "\xcf\x00\x00\x00\x01\x00\x00\x00\x05\x01\x00\x00"),
-                       1, 5, 1, "field \"size\"");
-    expect_craft_fails("zsize 2^64-1",
-                       LIT("\xa5parts\x91\x95" ID32
-                           "\x01\xcf\xff\xff\xff\xff\xff\xff\xff\xff\x00\x00"),
-                       1, 1, 1, "field \"zsize\"");
-    expect_craft_fails("partition 2^32",
-                       LIT("\xa5parts\x91\x95" ID32
-                           "\x01\x01\xcf\x00\x00\x00\x01\x00\x00\x00\x00\x00"),
-                       1, 1, 1, "field \"partition\"");
-    expect_craft_fails("offset 2^64-1",
-                       LIT("\xa5parts\x91\x95" ID32
-                           "\x01\x01\x00\xcf\xff\xff\xff\xff\xff\xff\xff\xff"),
-                       1, 1, 1, "field \"offset\"");
-    expect_craft_fails("offset -1 (int 64)",
-                       LIT("\xa5parts\x91\x95" ID32
-                           "\x01\x01\x00\xd3\xff\xff\xff\xff\xff\xff\xff\xff"),
-                       1, 1, 1, "negative int");
+    /* Numbers that do not fit the struct are range errors, not wraps: one
+     * ref, its id, then size, zsize, partition and offset. */
+    static const struct {
+        const char *what, *rest;
+        size_t n;
+        uint64_t size;
+        const char *msg_part;
+    } ranges[] = {
+        {"size 2^32+5",
+         REF1("\xcf\x00\x00\x00\x01\x00\x00\x00\x05\x01\x00\x00"), 5,
+         "field \"size\""},
+        {"zsize 2^64-1",
+         REF1("\x01\xcf\xff\xff\xff\xff\xff\xff\xff\xff\x00\x00"), 1,
+         "field \"zsize\""},
+        {"partition 2^32",
+         REF1("\x01\x01\xcf\x00\x00\x00\x01\x00\x00\x00\x00\x00"), 1,
+         "field \"partition\""},
+        {"offset 2^64-1",
+         REF1("\x01\x01\x00\xcf\xff\xff\xff\xff\xff\xff\xff\xff"), 1,
+         "field \"offset\""},
+        {"offset -1 (int 64)",
+         REF1("\x01\x01\x00\xd3\xff\xff\xff\xff\xff\xff\xff\xff"), 1,
+         "negative int"},
+    };
+    for (size_t i = 0; i < sizeof(ranges) / sizeof(*ranges); i++)
+        expect_craft_fails(ranges[i].what, ranges[i].rest, ranges[i].n, 1,
+                           ranges[i].size, 1, ranges[i].msg_part);
     /* Sums: a claimed size of 2^64-1 over an index of 2^20 parts, and
      * over a parts list. */
     expect_craft_fails(
