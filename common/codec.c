@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "mpwrite.h"
+
 #define BAD             "bad-schema"
 #define CODEC_ZSTD      "zstd"
 #define SITE_PUBLISHED  "_published"
@@ -61,22 +63,6 @@ static int status_site_valid(const char *s, size_t len)
 {
     return ds_site_valid(s, len) || (len == strlen(SITE_PUBLISHED) &&
                                      memcmp(s, SITE_PUBLISHED, len) == 0);
-}
-
-/* A printable excerpt of untrusted bytes for an error message. */
-static const char *excerpt(char *buf, size_t n, const char *s, size_t len)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 4 < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        buf[o++] = (c >= 0x20 && c < 0x7f && c != '"') ? (char)c : '?';
-    }
-    if (o + 4 >= n && len > o) {
-        memcpy(buf + o, "...", 3);
-        o += 3;
-    }
-    buf[o] = '\0';
-    return buf;
 }
 
 /* --- Structural pre-check -------------------------------------------- */
@@ -412,7 +398,8 @@ static int check_event(const char *op, const ds_event *ev, ds_err *err)
         return ds_err_set(err, -EINVAL, BAD,
                           "%s: field \"package\": \"%s\" (%zu bytes) is not "
                           "a package id " PACKAGE_PATTERN,
-                          op, excerpt(ex, sizeof(ex), ev->package, plen), plen);
+                          op, ds_err_excerpt(ex, sizeof(ex), ev->package, plen),
+                          plen);
     if (ev->version < 1)
         return ds_err_set(err, -EINVAL, BAD,
                           "%s: field \"version\": 0, must be >= 1", op);
@@ -428,7 +415,7 @@ static int check_event(const char *op, const ds_event *ev, ds_err *err)
         return ds_err_set(err, -EINVAL, BAD,
                           "%s: field \"codec\": \"%s\" unsupported, "
                           "expected \"" CODEC_ZSTD "\"",
-                          op, excerpt(ex, sizeof(ex), ev->codec, clen));
+                          op, ds_err_excerpt(ex, sizeof(ex), ev->codec, clen));
     if (ev->zsize < 1)
         return ds_err_set(err, -EINVAL, BAD,
                           "%s: field \"zsize\": 0, must be >= 1", op);
@@ -456,7 +443,7 @@ static int check_event(const char *op, const ds_event *ev, ds_err *err)
             return ds_err_set(
                 err, -EINVAL, BAD,
                 "%s: field \"key_id\": \"%s\" is not a key id " KEY_ID_PATTERN,
-                op, excerpt(ex, sizeof(ex), ev->key_id, klen));
+                op, ds_err_excerpt(ex, sizeof(ex), ev->key_id, klen));
     }
     return 0;
 }
@@ -470,13 +457,14 @@ static int check_status(const char *op, const ds_status *st, ds_err *err)
             err, -EINVAL, BAD,
             "%s: field \"site\": \"%s\" is not a site name " PACKAGE_PATTERN
             " or \"" SITE_PUBLISHED "\"",
-            op, excerpt(ex, sizeof(ex), st->site, slen));
+            op, ds_err_excerpt(ex, sizeof(ex), st->site, slen));
     size_t plen = strnlen(st->package, sizeof(st->package));
     if (!ds_package_valid(st->package, plen))
         return ds_err_set(err, -EINVAL, BAD,
                           "%s: field \"package\": \"%s\" (%zu bytes) is not "
                           "a package id " PACKAGE_PATTERN,
-                          op, excerpt(ex, sizeof(ex), st->package, plen), plen);
+                          op, ds_err_excerpt(ex, sizeof(ex), st->package, plen),
+                          plen);
     size_t tlen = strnlen(st->state, sizeof(st->state));
     bool known = false;
     for (size_t i = 0; i < sizeof(status_states) / sizeof(*status_states); i++)
@@ -487,42 +475,11 @@ static int check_status(const char *op, const ds_status *st, ds_err *err)
         return ds_err_set(err, -EINVAL, BAD,
                           "%s: field \"state\": \"%s\" unknown, expected "
                           "published, installed or failed",
-                          op, excerpt(ex, sizeof(ex), st->state, tlen));
+                          op, ds_err_excerpt(ex, sizeof(ex), st->state, tlen));
     return 0;
 }
 
 /* --- Event ------------------------------------------------------------ */
-
-static int pack_str(msgpack_packer *pk, const char *s, size_t n)
-{
-    int rc = msgpack_pack_str(pk, n);
-    return rc ? rc : msgpack_pack_str_body(pk, s, n);
-}
-
-static int pack_bin(msgpack_packer *pk, const void *p, size_t n)
-{
-    int rc = msgpack_pack_bin(pk, n);
-    return rc ? rc : msgpack_pack_bin_body(pk, p, n);
-}
-
-static int pack_key(msgpack_packer *pk, const char *key)
-{
-    return pack_str(pk, key, strlen(key));
-}
-
-/* Hand the sbuffer's bytes to the caller, or free them on failure. */
-static int finish(const char *op, msgpack_sbuffer *sb, int rc, uint8_t **out,
-                  size_t *out_len, ds_err *err)
-{
-    if (rc != 0) {
-        msgpack_sbuffer_destroy(sb);
-        return ds_err_set(err, -ENOMEM, "io-error", "%s: out of memory", op);
-    }
-    *out_len = sb->size;
-    *out = (uint8_t *)msgpack_sbuffer_release(sb);
-    msgpack_sbuffer_destroy(sb);
-    return 0;
-}
 
 /* Pack ev in the fixed field order (event_fields; sig/key_id only if
  * signed), "data" last; its body only when body is set (else just the bin
@@ -531,37 +488,37 @@ static int pack_event(msgpack_packer *pk, const ds_event *ev, int body)
 {
     const struct field *F = event_fields;
     int rc = msgpack_pack_map(pk, ev->has_sig ? 14 : 12);
-    rc |= pack_key(pk, F[E_SCHEMA].name);
+    rc |= ds_mpw_key(pk, F[E_SCHEMA].name);
     rc |= msgpack_pack_uint64(pk, ev->schema);
-    rc |= pack_key(pk, F[E_PACKAGE].name);
-    rc |= pack_str(pk, ev->package, strlen(ev->package));
-    rc |= pack_key(pk, F[E_VERSION].name);
+    rc |= ds_mpw_key(pk, F[E_PACKAGE].name);
+    rc |= ds_mpw_str(pk, ev->package, strlen(ev->package));
+    rc |= ds_mpw_key(pk, F[E_VERSION].name);
     rc |= msgpack_pack_uint64(pk, ev->version);
-    rc |= pack_key(pk, F[E_UPDATE_ID].name);
-    rc |= pack_bin(pk, ev->update_id, DS_UPDATE_ID_LEN);
-    rc |= pack_key(pk, F[E_CHUNK].name);
+    rc |= ds_mpw_key(pk, F[E_UPDATE_ID].name);
+    rc |= ds_mpw_bin(pk, ev->update_id, DS_UPDATE_ID_LEN);
+    rc |= ds_mpw_key(pk, F[E_CHUNK].name);
     rc |= msgpack_pack_uint64(pk, ev->chunk);
-    rc |= pack_key(pk, F[E_CHUNKS].name);
+    rc |= ds_mpw_key(pk, F[E_CHUNKS].name);
     rc |= msgpack_pack_uint64(pk, ev->chunks);
-    rc |= pack_key(pk, F[E_CODEC].name);
-    rc |= pack_str(pk, ev->codec, strlen(ev->codec));
-    rc |= pack_key(pk, F[E_SIZE].name);
+    rc |= ds_mpw_key(pk, F[E_CODEC].name);
+    rc |= ds_mpw_str(pk, ev->codec, strlen(ev->codec));
+    rc |= ds_mpw_key(pk, F[E_SIZE].name);
     rc |= msgpack_pack_uint64(pk, ev->size);
-    rc |= pack_key(pk, F[E_ZSIZE].name);
+    rc |= ds_mpw_key(pk, F[E_ZSIZE].name);
     rc |= msgpack_pack_uint64(pk, ev->zsize);
-    rc |= pack_key(pk, F[E_SHA256].name);
-    rc |= pack_bin(pk, ev->sha256, DS_SHA256_LEN);
-    rc |= pack_key(pk, F[E_CREATED_MS].name);
+    rc |= ds_mpw_key(pk, F[E_SHA256].name);
+    rc |= ds_mpw_bin(pk, ev->sha256, DS_SHA256_LEN);
+    rc |= ds_mpw_key(pk, F[E_CREATED_MS].name);
     rc |= msgpack_pack_uint64(pk, ev->created_ms);
     if (ev->has_sig) {
-        rc |= pack_key(pk, F[E_SIG].name);
-        rc |= pack_bin(pk, ev->sig, DS_SIG_LEN);
-        rc |= pack_key(pk, F[E_KEY_ID].name);
-        rc |= pack_str(pk, ev->key_id, strlen(ev->key_id));
+        rc |= ds_mpw_key(pk, F[E_SIG].name);
+        rc |= ds_mpw_bin(pk, ev->sig, DS_SIG_LEN);
+        rc |= ds_mpw_key(pk, F[E_KEY_ID].name);
+        rc |= ds_mpw_str(pk, ev->key_id, strlen(ev->key_id));
     }
-    rc |= pack_key(pk, F[E_DATA].name);
+    rc |= ds_mpw_key(pk, F[E_DATA].name);
     if (body)
-        rc |= pack_bin(pk, ev->data, ev->data_len);
+        rc |= ds_mpw_bin(pk, ev->data, ev->data_len);
     else
         rc |= msgpack_pack_bin(pk, ev->data_len);
     return rc;
@@ -572,23 +529,19 @@ static int pack_event(msgpack_packer *pk, const ds_event *ev, int body)
 static int encode(const char *op, const ds_event *ev, int body, uint8_t **out,
                   size_t *out_len, ds_err *err)
 {
-    if (ev == NULL || out == NULL || out_len == NULL)
-        return ds_err_set(err, -EINVAL, BAD, "%s: NULL argument", op);
-    *out = NULL;
-    *out_len = 0;
+    int rc = ds_mpw_begin(op, ev != NULL, out, out_len, err);
+    if (rc < 0)
+        return rc;
     ds_event chk = *ev;
     static const uint8_t stand_in = 0;
     if (!body)
         chk.data = &stand_in;
-    int rc = check_event(op, &chk, err);
-    if (rc < 0)
+    if ((rc = check_event(op, &chk, err)) < 0)
         return rc;
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    rc = pack_event(&pk, ev, body);
-    return finish(op, &sb, rc, out, out_len, err);
+    ds_mpw w;
+    ds_mpw_init(&w);
+    rc = pack_event(&w.pk, ev, body);
+    return ds_mpw_finish(op, &w, rc, 0, out, out_len, err);
 }
 
 int ds_event_encode(const ds_event *ev, uint8_t **out, size_t *out_len,
@@ -729,34 +682,31 @@ int ds_status_encode(const ds_status *st, uint8_t **out, size_t *out_len,
                      ds_err *err)
 {
     const char *op = "encode status";
-    if (st == NULL || out == NULL || out_len == NULL)
-        return ds_err_set(err, -EINVAL, BAD, "%s: NULL argument", op);
-    *out = NULL;
-    *out_len = 0;
-    size_t dlen = detail_len(st->detail, DS_DETAIL_MAX);
-    int rc = check_status(op, st, err);
+    int rc = ds_mpw_begin(op, st != NULL, out, out_len, err);
     if (rc < 0)
         return rc;
+    size_t dlen = detail_len(st->detail, DS_DETAIL_MAX);
+    if ((rc = check_status(op, st, err)) < 0)
+        return rc;
 
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    ds_mpw w;
+    ds_mpw_init(&w);
+    msgpack_packer *pk = &w.pk;
     const struct field *F = status_fields;
-    rc |= msgpack_pack_map(&pk, S_NFIELDS);
-    rc |= pack_key(&pk, F[S_SITE].name);
-    rc |= pack_str(&pk, st->site, strlen(st->site));
-    rc |= pack_key(&pk, F[S_PACKAGE].name);
-    rc |= pack_str(&pk, st->package, strlen(st->package));
-    rc |= pack_key(&pk, F[S_VERSION].name);
-    rc |= msgpack_pack_uint64(&pk, st->version);
-    rc |= pack_key(&pk, F[S_STATE].name);
-    rc |= pack_str(&pk, st->state, strlen(st->state));
-    rc |= pack_key(&pk, F[S_DETAIL].name);
-    rc |= pack_str(&pk, st->detail, dlen);
-    rc |= pack_key(&pk, F[S_AT_MS].name);
-    rc |= msgpack_pack_uint64(&pk, st->at_ms);
-    return finish(op, &sb, rc, out, out_len, err);
+    rc |= msgpack_pack_map(pk, S_NFIELDS);
+    rc |= ds_mpw_key(pk, F[S_SITE].name);
+    rc |= ds_mpw_str(pk, st->site, strlen(st->site));
+    rc |= ds_mpw_key(pk, F[S_PACKAGE].name);
+    rc |= ds_mpw_str(pk, st->package, strlen(st->package));
+    rc |= ds_mpw_key(pk, F[S_VERSION].name);
+    rc |= msgpack_pack_uint64(pk, st->version);
+    rc |= ds_mpw_key(pk, F[S_STATE].name);
+    rc |= ds_mpw_str(pk, st->state, strlen(st->state));
+    rc |= ds_mpw_key(pk, F[S_DETAIL].name);
+    rc |= ds_mpw_str(pk, st->detail, dlen);
+    rc |= ds_mpw_key(pk, F[S_AT_MS].name);
+    rc |= msgpack_pack_uint64(pk, st->at_ms);
+    return ds_mpw_finish(op, &w, rc, 0, out, out_len, err);
 }
 
 int ds_status_decode(const void *buf, size_t len, ds_status *st, ds_err *err)

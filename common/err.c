@@ -51,3 +51,18 @@ void ds_err_clear(ds_err *err)
     err->reason[0] = '\0';
     err->msg[0] = '\0';
 }
+
+const char *ds_err_excerpt(char *buf, size_t n, const char *s, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 4 < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        buf[o++] = (c >= 0x20 && c < 0x7f && c != '"') ? (char)c : '?';
+    }
+    if (o + 4 >= n && len > o) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o] = '\0';
+    return buf;
+}

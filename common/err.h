@@ -21,6 +21,7 @@
 #define DS_ERR_H
 
 #include <errno.h>
+#include <stddef.h>
 
 #define DS_REASON_MAX 32
 #define DS_ERRMSG_MAX 512
@@ -40,6 +41,11 @@ int ds_err_set(ds_err *err, int code, const char *reason, const char *fmt, ...)
  * errno is preserved. Returns -errno (never 0: -EIO if errno was 0). */
 int ds_err_sys(ds_err *err, const char *reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* A printable excerpt of len untrusted bytes for an error message, into
+ * buf of size n (n >= 5): bytes outside 0x20..0x7e and '"' become '?', and
+ * "..." marks a cut. Returns buf. */
+const char *ds_err_excerpt(char *buf, size_t n, const char *s, size_t len);
 
 /* Reset err to the no-error state. */
 void ds_err_clear(ds_err *err);

@@ -77,3 +77,12 @@ const char *ds_hex(char *buf, const unsigned char *p, size_t len)
     buf[2 * len] = '\0';
     return buf;
 }
+
+int ds_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}

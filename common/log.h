@@ -28,4 +28,7 @@ const char *ds_log_quote(char *buf, size_t n, const char *s);
 /* Lowercase hex of len bytes into buf (size >= 2*len+1). Returns buf. */
 const char *ds_hex(char *buf, const unsigned char *p, size_t len);
 
+/* The value of one lowercase hex digit (0-9, a-f), or -1. */
+int ds_hex_digit(char c);
+
 #endif

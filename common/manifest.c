@@ -24,28 +24,13 @@
 
 #include "log.h"
 #include "mpread.h"
+#include "mpwrite.h"
 
 #define BAD        "bad-schema"
 #define MISMATCH   "part-mismatch"
 #define CODEC_ZSTD "zstd"
 
 static const uint8_t zstd_magic[4] = {0x28, 0xb5, 0x2f, 0xfd};
-
-/* A printable excerpt of untrusted bytes for an error message. */
-static const char *excerpt(char *buf, size_t n, const char *s, size_t len)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len && o + 4 < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        buf[o++] = (c >= 0x20 && c < 0x7f && c != '"') ? (char)c : '?';
-    }
-    if (o + 4 >= n && len > o) {
-        memcpy(buf + o, "...", 3);
-        o += 3;
-    }
-    buf[o] = '\0';
-    return buf;
-}
 
 /* --- Reading a map ---------------------------------------------------- */
 
@@ -180,6 +165,23 @@ static int check_schema(const char *op, const struct val *v, const char *what,
                       op, (unsigned long long)v->obj.u);
 }
 
+/* The start of a decoder of a map whose first field is "schema": dst (of
+ * size bytes) cleared, buf read into v[] (at most max bytes), the schema
+ * number checked first (what: "manifest", "part"), then every field's
+ * presence and type. On failure dst stays cleared. */
+static int decode_map(const char *op, void *dst, size_t size, const void *buf,
+                      size_t len, size_t max, const struct field *fields,
+                      size_t nf, struct val *v, const char *what, ds_err *err)
+{
+    if (dst == NULL)
+        return ds_err_set(err, -EINVAL, BAD, "%s: NULL argument", op);
+    memset(dst, 0, size);
+    int rc = read_map(op, buf, len, max, fields, nf, v, err);
+    if (rc < 0 || (rc = check_schema(op, &v[0], what, err)) < 0)
+        return rc;
+    return check_types(op, fields, nf, v, err);
+}
+
 /* A str value into a NUL-terminated buffer of cap + 1 bytes. */
 static int copy_str(const char *op, const char *name, const ds_mp_obj *o,
                     char *dst, size_t cap, ds_err *err)
@@ -205,7 +207,7 @@ static int check_package(const char *op, const char *pkg, ds_err *err)
         return ds_err_set(err, -EINVAL, BAD,
                           "%s: field \"package\": \"%s\" (%zu bytes) is not a "
                           "package id [A-Za-z0-9][A-Za-z0-9._-]{0,127}",
-                          op, excerpt(ex, sizeof(ex), pkg, n), n);
+                          op, ds_err_excerpt(ex, sizeof(ex), pkg, n), n);
     return 0;
 }
 
@@ -376,6 +378,27 @@ static int walk_refs(const char *op, const ds_manifest *m, ds_part_ref *out,
 
 /* --- Manifest rules ----------------------------------------------------- */
 
+/* nparts units (parts, or their frames) of 1..max bytes each can hold
+ * total bytes (field name). */
+static int check_fill(const char *op, uint64_t nparts, const char *name,
+                      uint64_t total, const char *unit, uint32_t max,
+                      ds_err *err)
+{
+    if (nparts > total)
+        return ds_err_set(err, -EINVAL, BAD,
+                          "%s: field \"nparts\": %llu parts for %s %llu (a "
+                          "%s holds at least 1 byte)",
+                          op, (unsigned long long)nparts, name,
+                          (unsigned long long)total, unit);
+    if (total > nparts * max)
+        return ds_err_set(err, -EINVAL, BAD,
+                          "%s: field \"%s\": %llu bytes in %llu %ss (a %s "
+                          "holds at most %u)",
+                          op, name, (unsigned long long)total,
+                          (unsigned long long)nparts, unit, unit, max);
+    return 0;
+}
+
 /* Every rule on m's own fields (not on its refs), shared by encode and
  * decode. Strings are NUL-terminated within their arrays. */
 static int check_manifest(const char *op, const ds_manifest *m, ds_err *err)
@@ -396,14 +419,15 @@ static int check_manifest(const char *op, const ds_manifest *m, ds_err *err)
         return ds_err_set(err, -EINVAL, BAD,
                           "%s: field \"codec\": \"%s\" unsupported, expected "
                           "\"" CODEC_ZSTD "\"",
-                          op, excerpt(ex, sizeof(ex), m->codec, clen));
+                          op, ds_err_excerpt(ex, sizeof(ex), m->codec, clen));
     if (m->has_sig) {
         size_t klen = strnlen(m->key_id, sizeof(m->key_id));
         if (!ds_key_id_valid(m->key_id, klen))
             return ds_err_set(err, -EINVAL, BAD,
                               "%s: field \"key_id\": \"%s\" is not a key id "
                               "[A-Za-z0-9][A-Za-z0-9._-]{0,63}",
-                              op, excerpt(ex, sizeof(ex), m->key_id, klen));
+                              op,
+                              ds_err_excerpt(ex, sizeof(ex), m->key_id, klen));
     }
     switch (m->form) {
     case DS_FORM_INLINE:
@@ -453,31 +477,11 @@ static int check_manifest(const char *op, const ds_manifest *m, ds_err *err)
         return ds_err_set(err, -EINVAL, BAD,
                           "%s: field \"nparts\": %llu, must be 1..%u", op,
                           (unsigned long long)m->nparts, DS_NPARTS_MAX);
-    if (m->nparts > m->size)
-        return ds_err_set(err, -EINVAL, BAD,
-                          "%s: field \"nparts\": %llu parts for size %llu (a "
-                          "part holds at least 1 byte)",
-                          op, (unsigned long long)m->nparts,
-                          (unsigned long long)m->size);
-    if (m->size > m->nparts * DS_PART_SIZE_MAX)
-        return ds_err_set(err, -EINVAL, BAD,
-                          "%s: field \"size\": %llu bytes in %llu parts (a "
-                          "part holds at most %u)",
-                          op, (unsigned long long)m->size,
-                          (unsigned long long)m->nparts, DS_PART_SIZE_MAX);
-    if (m->nparts > m->zsize)
-        return ds_err_set(err, -EINVAL, BAD,
-                          "%s: field \"nparts\": %llu parts for zsize %llu (a "
-                          "frame holds at least 1 byte)",
-                          op, (unsigned long long)m->nparts,
-                          (unsigned long long)m->zsize);
-    if (m->zsize > m->nparts * DS_PART_ZSIZE_MAX)
-        return ds_err_set(err, -EINVAL, BAD,
-                          "%s: field \"zsize\": %llu bytes in %llu frames (a "
-                          "frame holds at most %u)",
-                          op, (unsigned long long)m->zsize,
-                          (unsigned long long)m->nparts, DS_PART_ZSIZE_MAX);
-    return 0;
+    rc = check_fill(op, m->nparts, "size", m->size, "part", DS_PART_SIZE_MAX,
+                    err);
+    return rc < 0 ? rc
+                  : check_fill(op, m->nparts, "zsize", m->zsize, "frame",
+                               DS_PART_ZSIZE_MAX, err);
 }
 
 /* The refs of a parts-form m add up to its size and zsize. */
@@ -550,27 +554,10 @@ static const struct field manifest_fields[M_NFIELDS] = {
     [M_INDEX] = {"index", K_ARRAY, 0, false},
 };
 
-static int pack_str(msgpack_packer *pk, const char *s, size_t n)
-{
-    int rc = msgpack_pack_str(pk, n);
-    return rc ? rc : msgpack_pack_str_body(pk, s, n);
-}
-
-static int pack_bin(msgpack_packer *pk, const void *p, size_t n)
-{
-    int rc = msgpack_pack_bin(pk, n);
-    return rc ? rc : msgpack_pack_bin_body(pk, p, n);
-}
-
-static int pack_key(msgpack_packer *pk, int f, const struct field *fields)
-{
-    return pack_str(pk, fields[f].name, strlen(fields[f].name));
-}
-
 static int pack_ref(msgpack_packer *pk, const ds_part_ref *r)
 {
     int rc = msgpack_pack_array(pk, 5);
-    rc |= pack_bin(pk, r->id, DS_SHA256_LEN);
+    rc |= ds_mpw_bin(pk, r->id, DS_SHA256_LEN);
     rc |= msgpack_pack_uint64(pk, r->size);
     rc |= msgpack_pack_uint64(pk, r->zsize);
     rc |= msgpack_pack_uint64(pk, (uint64_t)r->partition);
@@ -578,92 +565,70 @@ static int pack_ref(msgpack_packer *pk, const ds_part_ref *r)
     return rc;
 }
 
-/* Hand the sbuffer's bytes to the caller, or free them on failure: rc is
- * the packer's (non-zero: out of memory), fail a ds_err code already set
- * (< 0) or 0. */
-static int finish(const char *op, msgpack_sbuffer *sb, int rc, int fail,
-                  uint8_t **out, size_t *out_len, ds_err *err)
-{
-    if (rc != 0 || fail < 0) {
-        msgpack_sbuffer_destroy(sb);
-        return fail < 0 ? fail
-                        : ds_err_set(err, -ENOMEM, "io-error",
-                                     "%s: out of memory", op);
-    }
-    *out_len = sb->size;
-    *out = (uint8_t *)msgpack_sbuffer_release(sb);
-    msgpack_sbuffer_destroy(sb);
-    return 0;
-}
-
 int ds_manifest_encode(const ds_manifest *m, uint8_t **out, size_t *out_len,
                        ds_err *err)
 {
     const char *op = "encode manifest";
     const struct field *F = manifest_fields;
-    if (m == NULL || out == NULL || out_len == NULL)
-        return ds_err_set(err, -EINVAL, BAD, "%s: NULL argument", op);
-    *out = NULL;
-    *out_len = 0;
-    int fail = check_all(op, m, err);
-    if (fail < 0)
+    int fail = ds_mpw_begin(op, m != NULL, out, out_len, err);
+    if (fail < 0 || (fail = check_all(op, m, err)) < 0)
         return fail;
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    ds_mpw w;
+    ds_mpw_init(&w);
+    msgpack_packer *pk = &w.pk;
     int n = 10 + (m->has_sig ? 2 : 0) + (m->form == DS_FORM_INDEX);
-    int rc = msgpack_pack_map(&pk, (size_t)n);
-    rc |= pack_key(&pk, M_SCHEMA, F);
-    rc |= msgpack_pack_uint64(&pk, m->schema);
-    rc |= pack_key(&pk, M_PACKAGE, F);
-    rc |= pack_str(&pk, m->package, strlen(m->package));
-    rc |= pack_key(&pk, M_VERSION, F);
-    rc |= msgpack_pack_uint64(&pk, m->version);
-    rc |= pack_key(&pk, M_UPDATE_ID, F);
-    rc |= pack_bin(&pk, m->update_id, DS_UPDATE_ID_LEN);
-    rc |= pack_key(&pk, M_CODEC, F);
-    rc |= pack_str(&pk, m->codec, strlen(m->codec));
-    rc |= pack_key(&pk, M_SIZE, F);
-    rc |= msgpack_pack_uint64(&pk, m->size);
-    rc |= pack_key(&pk, M_ZSIZE, F);
-    rc |= msgpack_pack_uint64(&pk, m->zsize);
-    rc |= pack_key(&pk, M_SHA256, F);
-    rc |= pack_bin(&pk, m->sha256, DS_SHA256_LEN);
-    rc |= pack_key(&pk, M_CREATED_MS, F);
-    rc |= msgpack_pack_uint64(&pk, m->created_ms);
+    int rc = msgpack_pack_map(pk, (size_t)n);
+    rc |= ds_mpw_key(pk, F[M_SCHEMA].name);
+    rc |= msgpack_pack_uint64(pk, m->schema);
+    rc |= ds_mpw_key(pk, F[M_PACKAGE].name);
+    rc |= ds_mpw_str(pk, m->package, strlen(m->package));
+    rc |= ds_mpw_key(pk, F[M_VERSION].name);
+    rc |= msgpack_pack_uint64(pk, m->version);
+    rc |= ds_mpw_key(pk, F[M_UPDATE_ID].name);
+    rc |= ds_mpw_bin(pk, m->update_id, DS_UPDATE_ID_LEN);
+    rc |= ds_mpw_key(pk, F[M_CODEC].name);
+    rc |= ds_mpw_str(pk, m->codec, strlen(m->codec));
+    rc |= ds_mpw_key(pk, F[M_SIZE].name);
+    rc |= msgpack_pack_uint64(pk, m->size);
+    rc |= ds_mpw_key(pk, F[M_ZSIZE].name);
+    rc |= msgpack_pack_uint64(pk, m->zsize);
+    rc |= ds_mpw_key(pk, F[M_SHA256].name);
+    rc |= ds_mpw_bin(pk, m->sha256, DS_SHA256_LEN);
+    rc |= ds_mpw_key(pk, F[M_CREATED_MS].name);
+    rc |= msgpack_pack_uint64(pk, m->created_ms);
     if (m->has_sig) {
-        rc |= pack_key(&pk, M_SIG, F);
-        rc |= pack_bin(&pk, m->sig, DS_SIG_LEN);
-        rc |= pack_key(&pk, M_KEY_ID, F);
-        rc |= pack_str(&pk, m->key_id, strlen(m->key_id));
+        rc |= ds_mpw_key(pk, F[M_SIG].name);
+        rc |= ds_mpw_bin(pk, m->sig, DS_SIG_LEN);
+        rc |= ds_mpw_key(pk, F[M_KEY_ID].name);
+        rc |= ds_mpw_str(pk, m->key_id, strlen(m->key_id));
     }
     if (m->form == DS_FORM_INLINE) {
-        rc |= pack_key(&pk, M_DATA, F);
-        rc |= pack_bin(&pk, m->data, m->data_len);
+        rc |= ds_mpw_key(pk, F[M_DATA].name);
+        rc |= ds_mpw_bin(pk, m->data, m->data_len);
     } else {
         if (m->form == DS_FORM_INDEX) {
-            rc |= pack_key(&pk, M_NPARTS, F);
-            rc |= msgpack_pack_uint64(&pk, m->nparts);
+            rc |= ds_mpw_key(pk, F[M_NPARTS].name);
+            rc |= msgpack_pack_uint64(pk, m->nparts);
         }
-        rc |= pack_key(&pk, m->form == DS_FORM_INDEX ? M_INDEX : M_PARTS, F);
-        rc |= msgpack_pack_array(&pk, m->nrefs);
+        rc |= ds_mpw_key(pk,
+                         F[m->form == DS_FORM_INDEX ? M_INDEX : M_PARTS].name);
+        rc |= msgpack_pack_array(pk, m->nrefs);
         struct refsrc s;
         fail = refsrc_open(op, m, &s, err);
         for (uint32_t i = 0; fail == 0 && i < m->nrefs; i++) {
             ds_part_ref r;
             if ((fail = refsrc_next(op, "", &s, i, &r, err)) == 0)
-                rc |= pack_ref(&pk, &r);
+                rc |= pack_ref(pk, &r);
         }
     }
-    if (rc == 0 && fail == 0 && sb.size > DS_MANIFEST_MAX)
+    if (rc == 0 && fail == 0 && w.sb.size > DS_MANIFEST_MAX)
         fail =
             ds_err_set(err, -EINVAL, BAD,
                        "%s: %zu bytes, more than the %u a manifest may "
                        "have%s",
-                       op, sb.size, DS_MANIFEST_MAX,
+                       op, w.sb.size, DS_MANIFEST_MAX,
                        m->form == DS_FORM_PARTS ? " (use the index form)" : "");
-    return finish(op, &sb, rc, fail, out, out_len, err);
+    return ds_mpw_finish(op, &w, rc, fail, out, out_len, err);
 }
 
 /* --- Manifest decode ---------------------------------------------------- */
@@ -673,13 +638,10 @@ int ds_manifest_decode(const void *buf, size_t len, ds_manifest *m, ds_err *err)
     const char *op = "decode manifest";
     const struct field *F = manifest_fields;
     struct val v[M_NFIELDS];
-    if (m == NULL)
-        return ds_err_set(err, -EINVAL, BAD, "%s: NULL argument", op);
-    memset(m, 0, sizeof(*m));
-    int rc = read_map(op, buf, len, DS_MANIFEST_MAX, F, M_NFIELDS, v, err);
-    if (rc < 0 || (rc = check_schema(op, &v[M_SCHEMA], "manifest", err)) < 0 ||
-        (rc = check_types(op, F, M_NFIELDS, v, err)) < 0)
-        goto out;
+    int rc = decode_map(op, m, sizeof(*m), buf, len, DS_MANIFEST_MAX, F,
+                        M_NFIELDS, v, "manifest", err);
+    if (rc < 0)
+        return rc;
     if (v[M_SIG].present != v[M_KEY_ID].present) {
         rc = ds_err_set(err, -EINVAL, BAD,
                         "%s: field \"%s\": missing (sig and key_id go "
@@ -788,27 +750,22 @@ int ds_index_encode(const ds_part_ref *refs, size_t n, uint8_t **out,
                     size_t *out_len, ds_err *err)
 {
     const char *op = "encode index";
-    if (out == NULL || out_len == NULL || (refs == NULL && n > 0))
-        return ds_err_set(err, -EINVAL, BAD, "%s: NULL argument", op);
-    *out = NULL;
-    *out_len = 0;
+    int rc = ds_mpw_begin(op, refs != NULL || n == 0, out, out_len, err);
+    if (rc < 0)
+        return rc;
     if (n < 1 || n > DS_NPARTS_MAX)
         return ds_err_set(err, -EINVAL, BAD,
                           "%s: %zu refs, must be 1..%u (field \"nparts\")", op,
                           n, DS_NPARTS_MAX);
-    for (size_t i = 0; i < n; i++) {
-        int rc = check_ref(op, "", i, &refs[i], err);
-        if (rc < 0)
+    for (size_t i = 0; i < n; i++)
+        if ((rc = check_ref(op, "", i, &refs[i], err)) < 0)
             return rc;
-    }
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    int rc = msgpack_pack_array(&pk, n);
+    ds_mpw w;
+    ds_mpw_init(&w);
+    rc = msgpack_pack_array(&w.pk, n);
     for (size_t i = 0; rc == 0 && i < n; i++)
-        rc = pack_ref(&pk, &refs[i]);
-    return finish(op, &sb, rc, 0, out, out_len, err);
+        rc = pack_ref(&w.pk, &refs[i]);
+    return ds_mpw_finish(op, &w, rc, 0, out, out_len, err);
 }
 
 int ds_index_decode(const void *buf, size_t len, ds_part_ref *out, size_t cap,
@@ -1051,29 +1008,24 @@ int ds_part_encode(const ds_part *p, uint8_t **out, size_t *out_len,
 {
     const char *op = "encode part";
     const struct field *F = part_fields;
-    if (p == NULL || out == NULL || out_len == NULL)
-        return ds_err_set(err, -EINVAL, BAD, "%s: NULL argument", op);
-    *out = NULL;
-    *out_len = 0;
-    int rc = check_part(op, p, err);
-    if (rc < 0)
+    int rc = ds_mpw_begin(op, p != NULL, out, out_len, err);
+    if (rc < 0 || (rc = check_part(op, p, err)) < 0)
         return rc;
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-    msgpack_sbuffer_init(&sb);
-    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    rc = msgpack_pack_map(&pk, P_NFIELDS);
-    rc |= pack_key(&pk, P_SCHEMA, F);
-    rc |= msgpack_pack_uint64(&pk, p->schema);
-    rc |= pack_key(&pk, P_PACKAGE, F);
-    rc |= pack_str(&pk, p->package, strlen(p->package));
-    rc |= pack_key(&pk, P_PART, F);
-    rc |= pack_bin(&pk, p->id, DS_SHA256_LEN);
-    rc |= pack_key(&pk, P_SIZE, F);
-    rc |= msgpack_pack_uint64(&pk, p->size);
-    rc |= pack_key(&pk, P_DATA, F);
-    rc |= pack_bin(&pk, p->data, p->data_len);
-    return finish(op, &sb, rc, 0, out, out_len, err);
+    ds_mpw w;
+    ds_mpw_init(&w);
+    msgpack_packer *pk = &w.pk;
+    rc = msgpack_pack_map(pk, P_NFIELDS);
+    rc |= ds_mpw_key(pk, F[P_SCHEMA].name);
+    rc |= msgpack_pack_uint64(pk, p->schema);
+    rc |= ds_mpw_key(pk, F[P_PACKAGE].name);
+    rc |= ds_mpw_str(pk, p->package, strlen(p->package));
+    rc |= ds_mpw_key(pk, F[P_PART].name);
+    rc |= ds_mpw_bin(pk, p->id, DS_SHA256_LEN);
+    rc |= ds_mpw_key(pk, F[P_SIZE].name);
+    rc |= msgpack_pack_uint64(pk, p->size);
+    rc |= ds_mpw_key(pk, F[P_DATA].name);
+    rc |= ds_mpw_bin(pk, p->data, p->data_len);
+    return ds_mpw_finish(op, &w, rc, 0, out, out_len, err);
 }
 
 int ds_part_decode(const void *buf, size_t len, ds_part *p, ds_err *err)
@@ -1081,13 +1033,10 @@ int ds_part_decode(const void *buf, size_t len, ds_part *p, ds_err *err)
     const char *op = "decode part";
     const struct field *F = part_fields;
     struct val v[P_NFIELDS];
-    if (p == NULL)
-        return ds_err_set(err, -EINVAL, BAD, "%s: NULL argument", op);
-    memset(p, 0, sizeof(*p));
-    int rc = read_map(op, buf, len, SIZE_MAX, F, P_NFIELDS, v, err);
-    if (rc < 0 || (rc = check_schema(op, &v[P_SCHEMA], "part", err)) < 0 ||
-        (rc = check_types(op, F, P_NFIELDS, v, err)) < 0)
-        goto out;
+    int rc = decode_map(op, p, sizeof(*p), buf, len, SIZE_MAX, F, P_NFIELDS, v,
+                        "part", err);
+    if (rc < 0)
+        return rc;
     p->schema = v[P_SCHEMA].obj.u;
     if ((rc = copy_str(op, "package", &v[P_PACKAGE].obj, p->package,
                        DS_PACKAGE_MAX, err)) < 0)
@@ -1121,9 +1070,9 @@ int ds_part_check(const ds_part *p, const void *key, size_t key_len,
         return klen;
     if (key == NULL || key_len != (size_t)klen ||
         memcmp(key, want, key_len) != 0)
-        return ds_err_set(err, -EINVAL, MISMATCH,
-                          "part %s: the record's key is \"%s\"", want,
-                          key ? excerpt(ex, sizeof(ex), key, key_len) : "");
+        return ds_err_set(
+            err, -EINVAL, MISMATCH, "part %s: the record's key is \"%s\"", want,
+            key ? ds_err_excerpt(ex, sizeof(ex), key, key_len) : "");
     if (strcmp(p->package, package) != 0)
         return ds_err_set(err, -EINVAL, MISMATCH,
                           "part %s: the record's package is %s", want,
@@ -1190,15 +1139,6 @@ int ds_part_key(char *buf, size_t n, const char *package,
     return len;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 int ds_part_key_parse(const void *key, size_t len, char *package,
                       uint8_t id[DS_SHA256_LEN], ds_err *err)
 {
@@ -1209,15 +1149,15 @@ int ds_part_key_parse(const void *key, size_t len, char *package,
         k[len - hexlen - 1] != '/' || !ds_package_valid(k, len - hexlen - 1))
         return ds_err_set(err, -EINVAL, BAD,
                           "part key \"%s\": not <package>/<64 lowercase hex>",
-                          k ? excerpt(ex, sizeof(ex), k, len) : "");
+                          k ? ds_err_excerpt(ex, sizeof(ex), k, len) : "");
     const char *h = k + len - hexlen;
     for (size_t i = 0; i < DS_SHA256_LEN; i++) {
-        int hi = hexval(h[2 * i]), lo = hexval(h[2 * i + 1]);
+        int hi = ds_hex_digit(h[2 * i]), lo = ds_hex_digit(h[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return ds_err_set(err, -EINVAL, BAD,
                               "part key \"%s\": the part id is not 64 "
                               "lowercase hex digits",
-                              excerpt(ex, sizeof(ex), k, len));
+                              ds_err_excerpt(ex, sizeof(ex), k, len));
         id[i] = (uint8_t)(hi << 4 | lo);
     }
     memcpy(package, k, len - hexlen - 1);

@@ -10,47 +10,9 @@
 #include <string.h>
 
 #include "codec.h"
+#include "vectors.h"
 
 /* --- helpers ---------------------------------------------------------- */
-
-static void hex_of(char *out, const uint8_t *p, size_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-/* Lowercase hex to bytes; returns length or -1. *out is malloc'd. */
-static long unhex(const char *s, uint8_t **out)
-{
-    size_t n = strlen(s);
-    if (n % 2)
-        return -1;
-    *out = malloc(n / 2 + 1);
-    cr_assert_not_null(*out);
-    for (size_t i = 0; i < n / 2; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            free(*out);
-            *out = NULL;
-            return -1;
-        }
-        (*out)[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return (long)(n / 2);
-}
 
 /* Append "key=value\n" to a growing string. */
 static void put(char **buf, size_t *len, const char *key, const char *val)
@@ -672,29 +634,6 @@ struct vec {
     size_t meaning_len;
 };
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "open %s", path);
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 65536;
-            buf = realloc(buf, cap);
-            cr_assert_not_null(buf);
-        }
-        size_t got = fread(buf + len, 1, 4096, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    cr_assert_not(ferror(f), "read %s", path);
-    fclose(f);
-    buf[len] = '\0';
-    return buf;
-}
-
 static void check_vector(const struct vec *v, int *valid_n, int *invalid_n)
 {
     const char *name = v->name;
@@ -780,76 +719,69 @@ out:
     free(buf);
 }
 
+/* What the walk over the vector file counts, and the block it is in. */
+struct walk {
+    struct vec v;
+    int valid_n, invalid_n, total, events, statuses;
+};
+
+static char **walk_header(void *ctx, const char *k, int lineno)
+{
+    struct vec *v = &((struct walk *)ctx)->v;
+    v->line = lineno;
+    return !strcmp(k, "name")          ? &v->name
+           : !strcmp(k, "kind")        ? &v->kind
+           : !strcmp(k, "valid")       ? &v->valid
+           : !strcmp(k, "canonical")   ? &v->canonical
+           : !strcmp(k, "error-field") ? &v->error_field
+           : !strcmp(k, "hex")         ? &v->hex
+                                       : NULL;
+}
+
+static void walk_meaning(void *ctx, const char *line)
+{
+    struct vec *v = &((struct walk *)ctx)->v;
+    size_t l = strlen(line);
+    v->meaning = realloc(v->meaning, v->meaning_len + l + 2);
+    cr_assert_not_null(v->meaning);
+    memcpy(v->meaning + v->meaning_len, line, l);
+    v->meaning_len += l;
+    v->meaning[v->meaning_len++] = '\n';
+    v->meaning[v->meaning_len] = '\0';
+}
+
+static void walk_close(void *ctx, int lineno)
+{
+    struct walk *w = ctx;
+    if (w->v.name != NULL) {
+        w->total++;
+        if (strcmp(w->v.kind ? w->v.kind : "", "event") == 0)
+            w->events++;
+        else
+            w->statuses++;
+        check_vector(&w->v, &w->valid_n, &w->invalid_n);
+    } else {
+        cr_assert_null(w->v.hex, "line %d: block without name", lineno);
+    }
+    free(w->v.meaning);
+    memset(&w->v, 0, sizeof(w->v));
+}
+
 Test(codec, vectors)
 {
     char *text = slurp(DESPOOL_SOURCE_DIR "/schemas/v1/vectors.txt");
-    int valid_n = 0, invalid_n = 0, total = 0, events = 0, statuses = 0;
-    struct vec v;
-    memset(&v, 0, sizeof(v));
-    int lineno = 0;
-    /* Walk lines; a blank line (or the end) closes a block. strtok_r would
-     * skip empty lines, so split by hand. */
-    char *p = text;
-    for (;;) {
-        char *nl = strchr(p, '\n');
-        int last = nl == NULL;
-        if (nl)
-            *nl = '\0';
-        lineno++;
-        if (*p == '\0') {
-            if (v.name != NULL) {
-                total++;
-                if (strcmp(v.kind ? v.kind : "", "event") == 0)
-                    events++;
-                else
-                    statuses++;
-                check_vector(&v, &valid_n, &invalid_n);
-            } else {
-                cr_assert_null(v.hex, "line %d: block without name", lineno);
-            }
-            free(v.meaning);
-            memset(&v, 0, sizeof(v));
-        } else if (*p != '#') {
-            size_t id = strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_-");
-            cr_assert_gt(id, 0, "line %d: bad line", lineno);
-            if (p[id] == ':') {
-                char *val = p + id + 1;
-                val += *val == ' ';
-                p[id] = '\0';
-                char **slot = !strcmp(p, "name")          ? &v.name
-                              : !strcmp(p, "kind")        ? &v.kind
-                              : !strcmp(p, "valid")       ? &v.valid
-                              : !strcmp(p, "canonical")   ? &v.canonical
-                              : !strcmp(p, "error-field") ? &v.error_field
-                              : !strcmp(p, "hex")         ? &v.hex
-                                                          : NULL;
-                cr_assert_not_null(slot, "line %d: unknown header %s", lineno,
-                                   p);
-                cr_assert_null(*slot, "line %d: repeated %s", lineno, p);
-                *slot = val;
-                v.line = lineno;
-            } else {
-                cr_assert_eq(p[id], '=', "line %d: expected k: or k=", lineno);
-                size_t l = strlen(p);
-                v.meaning = realloc(v.meaning, v.meaning_len + l + 2);
-                cr_assert_not_null(v.meaning);
-                memcpy(v.meaning + v.meaning_len, p, l);
-                v.meaning_len += l;
-                v.meaning[v.meaning_len++] = '\n';
-                v.meaning[v.meaning_len] = '\0';
-            }
-        }
-        if (last)
-            break;
-        p = nl + 1;
-    }
-    cr_assert_null(v.name, "the file must end with a newline");
-    free(v.meaning);
+    struct walk w;
+    memset(&w, 0, sizeof(w));
+    /* A blank line (or the end) closes a block. */
+    walk_vectors(text, &w, walk_header, walk_meaning, walk_close);
+    cr_assert_null(w.v.name, "the file must end with a newline");
+    free(w.v.meaning);
     free(text);
+    int valid_n = w.valid_n, invalid_n = w.invalid_n, total = w.total;
     cr_expect_gt(total, 30, "only %d vectors", total);
     cr_expect_gt(valid_n, 10, "only %d valid vectors", valid_n);
     cr_expect_gt(invalid_n, 50, "only %d invalid vectors", invalid_n);
-    cr_expect_gt(events, 20);
-    cr_expect_gt(statuses, 10);
+    cr_expect_gt(w.events, 20);
+    cr_expect_gt(w.statuses, 10);
     cr_log_info("%d vectors: %d valid, %d invalid", total, valid_n, invalid_n);
 }

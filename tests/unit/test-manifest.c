@@ -17,47 +17,9 @@
 
 #include "manifest.h"
 #include "sign.h"
+#include "vectors.h"
 
 /* --- helpers ---------------------------------------------------------- */
-
-static void hex_of(char *out, const uint8_t *p, size_t n)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[p[i] >> 4];
-        out[2 * i + 1] = digits[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-/* Lowercase hex to bytes (malloc'd, at least 1 byte); length or -1. */
-static long unhex(const char *s, uint8_t **out)
-{
-    size_t n = strlen(s);
-    if (n % 2)
-        return -1;
-    *out = malloc(n / 2 + 1);
-    cr_assert_not_null(*out);
-    for (size_t i = 0; i < n / 2; i++) {
-        int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            free(*out);
-            *out = NULL;
-            return -1;
-        }
-        (*out)[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return (long)(n / 2);
-}
 
 /* A growing "k=v\n" text. */
 typedef struct text {
@@ -208,31 +170,9 @@ struct vec {
     long len;
 };
 
-static char *slurp(const char *path)
+static char **header_slot(struct vec *v, const char *k, int lineno)
 {
-    FILE *f = fopen(path, "rb");
-    cr_assert_not_null(f, "open %s", path);
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 65536 + 1 > cap) {
-            cap = cap ? cap * 2 : 262144;
-            buf = realloc(buf, cap);
-            cr_assert_not_null(buf);
-        }
-        size_t got = fread(buf + len, 1, 65536, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    cr_assert_not(ferror(f), "read %s", path);
-    fclose(f);
-    buf[len] = '\0';
-    return buf;
-}
-
-static char **header_slot(struct vec *v, const char *k)
-{
+    v->line = lineno;
     struct {
         const char *name;
         char **slot;
@@ -260,51 +200,43 @@ static char **header_slot(struct vec *v, const char *k)
     return NULL;
 }
 
+/* Where load_vectors puts what walk_vectors reads. */
+struct loader {
+    struct vec cur, *vs;
+    int n;
+};
+
+static char **load_header(void *ctx, const char *k, int lineno)
+{
+    return header_slot(&((struct loader *)ctx)->cur, k, lineno);
+}
+
+static void load_meaning(void *ctx, const char *line)
+{
+    put(&((struct loader *)ctx)->cur.meaning, "%s", line);
+}
+
+static void load_close(void *ctx, int lineno)
+{
+    struct loader *l = ctx;
+    if (l->cur.name != NULL) {
+        cr_assert_lt(l->n, MAXV);
+        l->vs[l->n++] = l->cur;
+    } else {
+        cr_assert_null(l->cur.hex, "line %d: block without name", lineno);
+    }
+    memset(&l->cur, 0, sizeof(l->cur));
+}
+
 /* Split the file into vectors (blocks with a name: line). */
 static int load_vectors(char *textbuf, struct vec *vs)
 {
-    int n = 0, lineno = 0;
-    struct vec cur;
-    memset(&cur, 0, sizeof(cur));
-    char *p = textbuf;
-    for (;;) {
-        char *nl = strchr(p, '\n');
-        int last = nl == NULL;
-        if (nl)
-            *nl = '\0';
-        lineno++;
-        if (*p == '\0') {
-            if (cur.name != NULL) {
-                cr_assert_lt(n, MAXV);
-                vs[n++] = cur;
-            } else {
-                cr_assert_null(cur.hex, "line %d: block without name", lineno);
-            }
-            memset(&cur, 0, sizeof(cur));
-        } else if (*p != '#') {
-            size_t id = strspn(p, "abcdefghijklmnopqrstuvwxyz0123456789_-");
-            cr_assert_gt(id, 0, "line %d: bad line", lineno);
-            if (p[id] == ':') {
-                char *val = p + id + 1;
-                val += *val == ' ';
-                p[id] = '\0';
-                char **slot = header_slot(&cur, p);
-                cr_assert_not_null(slot, "line %d: unknown header %s", lineno,
-                                   p);
-                cr_assert_null(*slot, "line %d: repeated %s", lineno, p);
-                *slot = val;
-                cur.line = lineno;
-            } else {
-                cr_assert_eq(p[id], '=', "line %d: expected k: or k=", lineno);
-                put(&cur.meaning, "%s", p);
-            }
-        }
-        if (last)
-            break;
-        p = nl + 1;
-    }
-    cr_assert_null(cur.name, "the file must end with a newline");
-    return n;
+    struct loader l;
+    memset(&l, 0, sizeof(l));
+    l.vs = vs;
+    walk_vectors(textbuf, &l, load_header, load_meaning, load_close);
+    cr_assert_null(l.cur.name, "the file must end with a newline");
+    return l.n;
 }
 
 static void expect_rejected(const struct vec *v, int rc, const ds_err *err,
@@ -1206,6 +1138,10 @@ static void expect_craft_fails(const char *what, const void *rest, size_t n,
     "\xc4\x20"                                                                 \
     "0123456789abcdef0123456789abcdef"
 
+/* The rest of a manifest whose parts list holds one ref: "parts", a
+ * 1-array, a 5-array, the id (ID32), then tail. */
+#define REF1(tail) LIT("\xa5parts\x91\x95" ID32 tail)
+
 Test(manifest, hostile)
 {
     /* Counts far beyond the bytes: refused before any loop runs. */
@@ -1224,27 +1160,33 @@ Test(manifest, hostile)
      * claiming them is truncated). */
     expect_craft_fails("8193 refs claimed", LIT("\xa5parts\xdc\x20\x01"), 1, 1,
                        1, "truncated");
-    /* Numbers that do not fit the struct are range errors, not wraps. */
-    expect_craft_fails("size 2^32+5",
-                       LIT("\xa5parts\x91\x95" ID32
-                           "\xcf\x00\x00\x00\x01\x00\x00\x00\x05\x01\x00\x00"),
-                       1, 5, 1, "field \"size\"");
-    expect_craft_fails("zsize 2^64-1",
-                       LIT("\xa5parts\x91\x95" ID32
-                           "\x01\xcf\xff\xff\xff\xff\xff\xff\xff\xff\x00\x00"),
-                       1, 1, 1, "field \"zsize\"");
-    expect_craft_fails("partition 2^32",
-                       LIT("\xa5parts\x91\x95" ID32
-                           "\x01\x01\xcf\x00\x00\x00\x01\x00\x00\x00\x00\x00"),
-                       1, 1, 1, "field \"partition\"");
-    expect_craft_fails("offset 2^64-1",
-                       LIT("\xa5parts\x91\x95" ID32
-                           "\x01\x01\x00\xcf\xff\xff\xff\xff\xff\xff\xff\xff"),
-                       1, 1, 1, "field \"offset\"");
-    expect_craft_fails("offset -1 (int 64)",
-                       LIT("\xa5parts\x91\x95" ID32
-                           "\x01\x01\x00\xd3\xff\xff\xff\xff\xff\xff\xff\xff"),
-                       1, 1, 1, "negative int");
+    /* Numbers that do not fit the struct are range errors, not wraps: one
+     * ref, its id, then size, zsize, partition and offset. */
+    static const struct {
+        const char *what, *rest;
+        size_t n;
+        uint64_t size;
+        const char *msg_part;
+    } ranges[] = {
+        {"size 2^32+5",
+         REF1("\xcf\x00\x00\x00\x01\x00\x00\x00\x05\x01\x00\x00"), 5,
+         "field \"size\""},
+        {"zsize 2^64-1",
+         REF1("\x01\xcf\xff\xff\xff\xff\xff\xff\xff\xff\x00\x00"), 1,
+         "field \"zsize\""},
+        {"partition 2^32",
+         REF1("\x01\x01\xcf\x00\x00\x00\x01\x00\x00\x00\x00\x00"), 1,
+         "field \"partition\""},
+        {"offset 2^64-1",
+         REF1("\x01\x01\x00\xcf\xff\xff\xff\xff\xff\xff\xff\xff"), 1,
+         "field \"offset\""},
+        {"offset -1 (int 64)",
+         REF1("\x01\x01\x00\xd3\xff\xff\xff\xff\xff\xff\xff\xff"), 1,
+         "negative int"},
+    };
+    for (size_t i = 0; i < sizeof(ranges) / sizeof(*ranges); i++)
+        expect_craft_fails(ranges[i].what, ranges[i].rest, ranges[i].n, 1,
+                           ranges[i].size, 1, ranges[i].msg_part);
     /* Sums: a claimed size of 2^64-1 over an index of 2^20 parts, and
      * over a parts list. */
     expect_craft_fails(
