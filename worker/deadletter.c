@@ -37,6 +37,10 @@
 #define STATUS_RETRY_MS 1000
 /* After a dead letter could not be produced, the next try. */
 #define DL_RETRY_MS 1000
+/* The refetch consumer's assignment: changed at most this often unless
+ * every partition started, and dropped after this long without jobs. */
+#define RF_SETTLE_MS 2000
+#define RF_IDLE_MS   5000
 
 enum ticket_kind { TICKET_DEAD, TICKET_STATUS };
 
@@ -224,6 +228,7 @@ void dead_letters_forget(worker *w, int32_t partition)
 struct rf_pos {
     int32_t partition;
     int64_t next;
+    bool started; /* a message came since the last assign */
 };
 
 static int job_partitions(worker *w, int32_t *parts, int64_t *from, int max)
@@ -281,34 +286,89 @@ void dead_letters_pump(worker *w)
     }
     if (w->refetch == NULL)
         return;
-    /* (Re)assign when the set of partitions changed or a job wants an
-     * event behind the read position. */
-    bool again = n != w->nrfpos;
-    for (int i = 0; !again && i < n; i++) {
+    /* (Re)assign only when a job's partition is not read yet or a job
+     * wants an event behind the read position; partitions are never
+     * dropped while jobs remain (all are unassigned after RF_IDLE_MS
+     * without jobs), and an assign waits for the previous one to start
+     * (a message from each partition, or RF_SETTLE_MS): librdkafka 2.0
+     * aborts (rd_kafka_assignment_partition_stopped: rktp_started) when
+     * assignments change faster than partitions start and stop. */
+    uint64_t now2 = ds_mono_ms();
+    bool settled = now2 - w->rf_assigned_ms >= RF_SETTLE_MS;
+    if (!settled) {
+        settled = true;
+        for (int k = 0; k < w->nrfpos; k++)
+            settled = settled && w->rfpos[k].started;
+    }
+    if (n == 0) {
+        if (w->rf_idle_since == 0)
+            w->rf_idle_since = now2;
+        if (w->nrfpos > 0 && settled && now2 - w->rf_idle_since >= RF_IDLE_MS &&
+            ds_refetch_assign(w->refetch, NULL, NULL, 0, &err) == 0) {
+            w->nrfpos = 0;
+            w->rf_assigned_ms = now2;
+        }
+        return;
+    }
+    w->rf_idle_since = 0;
+    bool need = false;
+    for (int i = 0; !need && i < n; i++) {
         int k = 0;
         while (k < w->nrfpos && w->rfpos[k].partition != parts[i])
             k++;
-        again = k == w->nrfpos || from[i] < w->rfpos[k].next;
+        need = k == w->nrfpos || from[i] < w->rfpos[k].next;
     }
-    if (again) {
-        rf_pos *np = realloc(w->rfpos, (size_t)(n ? n : 1) * sizeof(*np));
-        if (np == NULL) {
+    if (need && !settled)
+        return; /* reading on could pass a job's event: wait */
+    if (need) {
+        /* The new set: what is read now (from where it is), plus the jobs'
+         * partitions from their lowest offset. */
+        int total = w->nrfpos;
+        for (int i = 0; i < n; i++) {
+            int k = 0;
+            while (k < w->nrfpos && w->rfpos[k].partition != parts[i])
+                k++;
+            total += k == w->nrfpos;
+        }
+        rf_pos *np = malloc((size_t)total * sizeof(*np));
+        int32_t *ap = malloc((size_t)total * sizeof(*ap));
+        int64_t *ao = malloc((size_t)total * sizeof(*ao));
+        if (np == NULL || ap == NULL || ao == NULL) {
+            free(np);
+            free(ap);
+            free(ao);
             fail_jobs(w, parts[0], w->jobs->gen, "out of memory");
             return;
         }
-        w->rfpos = np;
-        if (ds_refetch_assign(w->refetch, parts, from, n, &err) < 0) {
-            w->nrfpos = 0;
-            if (n > 0)
-                fail_jobs(w, parts[0], w->jobs->gen, err.msg);
+        int m = 0;
+        for (int k = 0; k < w->nrfpos; k++)
+            np[m++] = (rf_pos){w->rfpos[k].partition, w->rfpos[k].next, false};
+        for (int i = 0; i < n; i++) {
+            int k = 0;
+            while (k < m && np[k].partition != parts[i])
+                k++;
+            if (k == m)
+                np[m++] = (rf_pos){parts[i], from[i], false};
+            else if (from[i] < np[k].next)
+                np[k].next = from[i];
+        }
+        for (int k = 0; k < m; k++) {
+            ap[k] = np[k].partition;
+            ao[k] = np[k].next;
+        }
+        int rc = ds_refetch_assign(w->refetch, ap, ao, m, &err);
+        free(ap);
+        free(ao);
+        if (rc < 0) {
+            free(np);
+            fail_jobs(w, parts[0], w->jobs->gen, err.msg);
             return;
         }
-        for (int i = 0; i < n; i++)
-            w->rfpos[i] = (rf_pos){parts[i], from[i]};
-        w->nrfpos = n;
+        free(w->rfpos);
+        w->rfpos = np;
+        w->nrfpos = m;
+        w->rf_assigned_ms = now2;
     }
-    if (n == 0)
-        return;
 
     if (ds_mono_ms() < w->pump_after_ms)
         return;
@@ -326,9 +386,11 @@ void dead_letters_pump(worker *w)
             continue;
         }
         for (int k = 0; k < w->nrfpos; k++)
-            if (w->rfpos[k].partition == m->partition &&
-                m->offset >= w->rfpos[k].next)
-                w->rfpos[k].next = m->offset + 1;
+            if (w->rfpos[k].partition == m->partition) {
+                w->rfpos[k].started = true;
+                if (m->offset >= w->rfpos[k].next)
+                    w->rfpos[k].next = m->offset + 1;
+            }
         for (dl_job **pp = &w->jobs; *pp != NULL;) {
             dl_job *j = *pp;
             if (j->partition != m->partition || j->offset > m->offset) {

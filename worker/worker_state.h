@@ -107,10 +107,12 @@ typedef struct worker {
     unsigned njobs; /* length of jobs */
     rf_pos *rfpos;  /* where the refetch consumer reads */
     int nrfpos;
-    uint64_t pump_after_ms; /* dead letters wait until then */
-    status_rec *statuses;   /* status records not yet delivered */
-    uint64_t status_seq;    /* numbers status records, for retries */
-    uint64_t last_retry_ms; /* last pass over statuses to retry */
+    uint64_t pump_after_ms;  /* dead letters wait until then */
+    uint64_t rf_assigned_ms; /* last change of the refetch assignment */
+    uint64_t rf_idle_since;  /* no jobs since then (0: there are) */
+    status_rec *statuses;    /* status records not yet delivered */
+    uint64_t status_seq;     /* numbers status records, for retries */
+    uint64_t last_retry_ms;  /* last pass over statuses to retry */
     ds_completions comp;
     part *parts;
     int32_t nparts;
