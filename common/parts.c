@@ -5,7 +5,10 @@
  * one at a time and in order, to the whole stream's SHA-256; the caller's
  * thread emits completed parts from the ring's head, in order, and reuses
  * their slots. The ring is the memory bound: a writer that finds every
- * slot in flight waits for the head.
+ * slot in flight waits for the head, and while it waits it feeds the
+ * stream digest itself if that job is free (measured on 2 cores: with one
+ * compression thread as fast as hashing on the writer, 10-15% faster than
+ * leaving the digest to the pool; with two no slower than the pool).
  *
  * Slot for part i is slots[i % nslots]. Under mu, with
  *   emitted <= next_hash, next_compress <= submitted <= emitted + nslots,
@@ -121,6 +124,38 @@ static int compress_part(worker *w, slot *sl, ds_err *e)
     return 0;
 }
 
+/* 1 when the stream digest's next part is ready and nobody holds the
+ * digest. Under mu. */
+static int hash_ready(const ds_parts *s)
+{
+    return !s->halt && !s->hashing && s->next_hash < s->submitted;
+}
+
+/* Feed the next part to the stream digest (hash_ready was true). Called
+ * and returns with mu held; drops it while hashing. */
+static void hash_next(ds_parts *s)
+{
+    slot *sl = &s->slots[s->next_hash % s->nslots];
+    s->hashing = 1;
+    pthread_mutex_unlock(&s->mu);
+    int ok = EVP_DigestUpdate(s->stream_md, sl->in, sl->len) == 1;
+    pthread_mutex_lock(&s->mu);
+    s->hashing = 0;
+    if (!ok) {
+        ds_err e;
+        pool_fail(s,
+                  ds_err_set(&e, -EIO, "internal",
+                             "parts %s: sha256 of the stream at part %llu "
+                             "failed",
+                             nm(s), (unsigned long long)sl->index),
+                  &e);
+        return;
+    }
+    sl->hashed = 1;
+    s->next_hash++;
+    pthread_cond_broadcast(&s->done_cv);
+}
+
 /* Jobs, by priority: the stream digest's next part (the one chain that
  * cannot run in parallel, so it never waits behind compression), then the
  * oldest part waiting for compression. */
@@ -134,26 +169,8 @@ static void *worker_main(void *arg)
             pthread_cond_wait(&s->work_cv, &s->mu);
             continue;
         }
-        if (!s->hashing && s->next_hash < s->submitted) {
-            slot *sl = &s->slots[s->next_hash % s->nslots];
-            s->hashing = 1;
-            pthread_mutex_unlock(&s->mu);
-            int ok = EVP_DigestUpdate(s->stream_md, sl->in, sl->len) == 1;
-            pthread_mutex_lock(&s->mu);
-            s->hashing = 0;
-            if (!ok) {
-                ds_err e;
-                pool_fail(s,
-                          ds_err_set(&e, -EIO, "internal",
-                                     "parts %s: sha256 of the stream at part "
-                                     "%llu failed",
-                                     nm(s), (unsigned long long)sl->index),
-                          &e);
-                continue;
-            }
-            sl->hashed = 1;
-            s->next_hash++;
-            pthread_cond_broadcast(&s->done_cv);
+        if (hash_ready(s)) {
+            hash_next(s);
             continue;
         }
         if (s->next_compress < s->submitted) {
@@ -259,7 +276,12 @@ static int drain(ds_parts *s, uint64_t max_inflight, ds_err *err)
         if (!(h->compressed && h->hashed)) {
             if (s->submitted - s->emitted <= max_inflight)
                 break;
-            pthread_cond_wait(&s->done_cv, &s->mu);
+            /* Rather than sleep, the caller's thread takes the digest's
+             * next part itself: the pool's threads keep compressing. */
+            if (hash_ready(s))
+                hash_next(s);
+            else
+                pthread_cond_wait(&s->done_cv, &s->mu);
             continue;
         }
         pthread_mutex_unlock(&s->mu);

@@ -32,8 +32,10 @@
  *
  * Threads: the caller's thread runs write, finish, the cut rule and every
  * callback (one at a time, never concurrently); the pool's threads hash
- * and compress. The SHA-256 of the whole stream is computed on the pool
- * too (one part at a time, in order), off the caller's thread.
+ * and compress. The SHA-256 of the whole stream (one part at a time, in
+ * order) is taken by a pool thread, or by the caller's thread when it
+ * would otherwise wait for the pool: never on the writer's path while the
+ * pool keeps up.
  *
  * Errors: every function returns 0 or a negative code and fills err. A
  * failure is sticky: once a write, a callback, a pool thread or a cancel
