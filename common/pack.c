@@ -7,7 +7,9 @@
  * order, owners, atime/ctime, locale collation) is fixed here, so the
  * sha256 identifies the content. Memory is constant: one read buffer, one
  * compressed buffer, libarchive's 64 KiB block, and one sorted name list
- * per directory on the current path.
+ * per directory on the current path. ds_pack_parts sends the same tar
+ * bytes to a part cutter instead (parts.c), which hashes the stream and
+ * compresses its parts; the packer then neither hashes nor compresses.
  */
 #include "pack.h"
 
@@ -38,6 +40,7 @@ typedef struct packer {
     ds_err *err;
     int rc; /* first failure recorded by a callback, 0 if none */
     int out_fd;
+    ds_parts *sink; /* ds_pack_parts: the tar bytes go here, not to out_fd */
     ZSTD_CCtx *cctx;
     EVP_MD_CTX *md;
     uint8_t *zbuf;
@@ -104,6 +107,15 @@ static la_ssize_t tar_block(struct archive *a, void *ctx, const void *buf,
         p->rc = ds_err_set(p->err, -ECANCELED, "cancelled",
                            "pack %s: cancelled", p->source);
         return -1;
+    }
+    if (p->sink != NULL) {
+        int rc = ds_parts_write(p->sink, buf, n, p->err);
+        if (rc < 0) {
+            p->rc = rc;
+            return -1;
+        }
+        p->size += n;
+        return (la_ssize_t)n;
     }
     if (EVP_DigestUpdate(p->md, buf, n) != 1) {
         p->rc = ds_err_set(p->err, -EIO, "internal", "pack %s: sha256 update",
@@ -483,17 +495,14 @@ out:
 
 /* --- entry point --------------------------------------------------------- */
 
-static int packer_init(packer *p)
+/* ds_pack's own compression stream and digest. */
+static int stream_init(packer *p)
 {
     p->cctx = ZSTD_createCCtx();
     p->md = EVP_MD_CTX_new();
     p->zcap = ZSTD_CStreamOutSize();
     p->zbuf = malloc(p->zcap);
-    p->rbuf = malloc(PACK_READ_BUF);
-    p->entry = archive_entry_new();
-    p->aw = archive_write_new();
-    if (p->cctx == NULL || p->md == NULL || p->zbuf == NULL ||
-        p->rbuf == NULL || p->entry == NULL || p->aw == NULL)
+    if (p->cctx == NULL || p->md == NULL || p->zbuf == NULL)
         return ds_err_set(p->err, -ENOMEM, "internal", "pack %s: out of memory",
                           p->source);
     if (EVP_DigestInit_ex(p->md, EVP_sha256(), NULL) != 1)
@@ -510,6 +519,22 @@ static int packer_init(packer *p)
         return ds_err_set(p->err, -EINVAL, "bad-option",
                           "pack %s: zstd level %d, threads %d: %s", p->source,
                           p->level, p->threads, ZSTD_getErrorName(r));
+    return 0;
+}
+
+static int packer_init(packer *p)
+{
+    p->rbuf = malloc(PACK_READ_BUF);
+    p->entry = archive_entry_new();
+    p->aw = archive_write_new();
+    if (p->rbuf == NULL || p->entry == NULL || p->aw == NULL)
+        return ds_err_set(p->err, -ENOMEM, "internal", "pack %s: out of memory",
+                          p->source);
+    if (p->sink == NULL) {
+        int rc = stream_init(p);
+        if (rc < 0)
+            return rc;
+    }
 
     /* pax restricted: plain ustar headers unless an entry needs more (long
      * or non-ASCII names, big sizes), and libarchive names its extension
@@ -533,12 +558,47 @@ static void packer_free(packer *p)
     ZSTD_freeCCtx(p->cctx);
 }
 
-int ds_pack(const char *source, const ds_pack_opts *opts, int out_fd,
-            ds_pack_stats *st, ds_err *err)
+/* The stream's end: ds_pack ends its zstd frame and its digest, the sink
+ * cuts its last part and emits the rest. Fills size, zsize, sha256 and
+ * parts of st (may be NULL). */
+static int finish(packer *p, ds_pack_stats *st)
 {
-    if (source == NULL || out_fd < 0)
-        return ds_err_set(err, -EINVAL, "internal",
-                          "pack: missing source or output");
+    ds_pack_stats r = {.files = p->files, .size = p->size};
+    if (p->sink != NULL) {
+        ds_parts_totals t;
+        int rc = ds_parts_finish(p->sink, &t, p->err);
+        if (rc < 0)
+            return rc;
+        if (t.size != p->size)
+            return ds_err_set(p->err, -EIO, "internal",
+                              "pack %s: the part cutter saw %llu bytes of "
+                              "%llu",
+                              p->source, (unsigned long long)t.size,
+                              (unsigned long long)p->size);
+        r.zsize = t.zsize;
+        r.parts = t.parts;
+        memcpy(r.sha256, t.sha256, DS_SHA256_LEN);
+    } else {
+        int rc = compress_out(p, NULL, 0, ZSTD_e_end);
+        if (rc < 0)
+            return rc;
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned mdlen = 0;
+        if (EVP_DigestFinal_ex(p->md, md, &mdlen) != 1 ||
+            mdlen != DS_SHA256_LEN)
+            return ds_err_set(p->err, -EIO, "internal", "pack %s: sha256 final",
+                              p->source);
+        r.zsize = p->zsize;
+        memcpy(r.sha256, md, DS_SHA256_LEN);
+    }
+    if (st != NULL)
+        *st = r;
+    return 0;
+}
+
+static int pack_run(const char *source, const ds_pack_opts *opts, int out_fd,
+                    ds_parts *sink, ds_pack_stats *st, ds_err *err)
+{
     packer *p = calloc(1, sizeof(*p));
     if (p == NULL)
         return ds_err_set(err, -ENOMEM, "internal", "pack %s: out of memory",
@@ -546,6 +606,7 @@ int ds_pack(const char *source, const ds_pack_opts *opts, int out_fd,
     p->source = source;
     p->err = err;
     p->out_fd = out_fd;
+    p->sink = sink;
     p->level = opts && opts->level ? opts->level : 3;
     p->threads = opts ? opts->threads : 0;
     p->progress = opts ? opts->progress : NULL;
@@ -585,32 +646,23 @@ int ds_pack(const char *source, const ds_pack_opts *opts, int out_fd,
         goto out;
 
     /* Writes the end-of-archive blocks and flushes the last block through
-     * tar_block; only then is the zstd frame ended. */
+     * tar_block; only then is the zstd frame ended (the last part cut). */
     if (archive_write_close(p->aw) != ARCHIVE_OK) {
         rc = write_failed(p, "close tar writer", "");
         goto out;
     }
-    rc = compress_out(p, NULL, 0, ZSTD_e_end);
+    rc = finish(p, st);
     if (rc < 0)
         goto out;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned mdlen = 0;
-    if (EVP_DigestFinal_ex(p->md, md, &mdlen) != 1 || mdlen != DS_SHA256_LEN) {
-        rc = ds_err_set(err, -EIO, "internal", "pack %s: sha256 final", source);
-        goto out;
-    }
     progress(p, 1);
-    if (st != NULL) {
-        st->files = p->files;
-        st->size = p->size;
-        st->zsize = p->zsize;
-        memcpy(st->sha256, md, DS_SHA256_LEN);
-    }
 out:
     /* After a failure, archive_write_free's implicit close must not push
-     * the end of the tar through tar_block into out_fd. */
+     * the end of the tar through tar_block into out_fd or the sink, and
+     * the sink emits nothing more. */
     if (rc < 0 && p->rc == 0)
         p->rc = rc;
+    if (rc < 0 && sink != NULL)
+        ds_parts_cancel(sink);
     packer_free(p);
     free(p);
     if (utf8 != (locale_t)0) {
@@ -618,4 +670,22 @@ out:
         freelocale(utf8);
     }
     return rc;
+}
+
+int ds_pack(const char *source, const ds_pack_opts *opts, int out_fd,
+            ds_pack_stats *st, ds_err *err)
+{
+    if (source == NULL || out_fd < 0)
+        return ds_err_set(err, -EINVAL, "internal",
+                          "pack: missing source or output");
+    return pack_run(source, opts, out_fd, NULL, st, err);
+}
+
+int ds_pack_parts(const char *source, const ds_pack_opts *opts, ds_parts *sink,
+                  ds_pack_stats *st, ds_err *err)
+{
+    if (source == NULL || sink == NULL)
+        return ds_err_set(err, -EINVAL, "internal",
+                          "pack: missing source or part cutter");
+    return pack_run(source, opts, -1, sink, st, err);
 }

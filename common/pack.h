@@ -12,8 +12,10 @@
 
 #include "codec.h"
 #include "err.h"
+#include "parts.h"
 
 typedef struct ds_pack_opts {
+    /* ds_pack only (ds_pack_parts: the sink's own options): */
     int level;   /* zstd level, 1..19; 3 by default */
     int threads; /* zstd worker threads, 0 = single-threaded */
     /* Progress: called now and then with bytes of input read so far and
@@ -29,8 +31,10 @@ typedef struct ds_pack_opts {
 typedef struct ds_pack_stats {
     uint64_t files;                /* entries written (files, dirs, symlinks) */
     uint64_t size;                 /* bytes of the uncompressed tar stream */
-    uint64_t zsize;                /* bytes written to out_fd */
+    uint64_t zsize;                /* bytes written to out_fd, or the sum
+                                      of the parts' frames */
     uint8_t sha256[DS_SHA256_LEN]; /* of the uncompressed tar stream */
+    uint64_t parts;                /* parts emitted; 0 from ds_pack */
 } ds_pack_stats;
 
 /* Pack source (a directory, or a tar file in any format/compression
@@ -39,5 +43,15 @@ typedef struct ds_pack_stats {
  * naming the path. */
 int ds_pack(const char *source, const ds_pack_opts *opts, int out_fd,
             ds_pack_stats *st, ds_err *err);
+
+/* The same tar stream as ds_pack (same bytes, same size and sha256) written
+ * into sink, a fresh part cutter (ds_parts_new), which this call finishes:
+ * on success every part has been emitted and st->zsize is the sum of the
+ * frames. On failure sink is cancelled (no more parts are emitted) and the
+ * error is the first one, the packer's or the sink's (e.g. the part
+ * callback's). Either way the caller frees sink. opts->level and
+ * opts->threads are not used: the sink has its own. */
+int ds_pack_parts(const char *source, const ds_pack_opts *opts, ds_parts *sink,
+                  ds_pack_stats *st, ds_err *err);
 
 #endif

@@ -173,6 +173,11 @@ static ssize_t zsrc_next(zsrc *z, uint8_t *dst, size_t cap)
                 z->zsize += (uint64_t)n;
             }
         }
+        if (z->frame_done && z->in.pos < z->in.size && z->opts->multi_frame) {
+            /* More input after a frame's end: the next frame (the dctx
+             * starts one on the next call). */
+            z->frame_done = 0;
+        }
         if (z->frame_done) {
             /* The payload is exactly one frame: anything after it (a second
              * frame, a skippable frame, junk) means the stream is not what

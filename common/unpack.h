@@ -68,6 +68,11 @@ typedef struct ds_unpack_opts {
      * waiting for a piece that may never come; rd must then return < 0
      * promptly. Without it, unpack returns when rd next returns. */
     void (*interrupt)(void *rd_ctx);
+    /* 0: the stream is exactly one zstd frame (schema v1); anything after
+     * it is corrupt-zstd. Non-zero: any number of complete frames one
+     * after another (schema v2's parts, concatenated in order); the
+     * stream must still end at the end of a frame. */
+    int multi_frame;
 } ds_unpack_opts;
 
 typedef struct ds_unpack_stats {
