@@ -231,11 +231,11 @@ static int cancelled(ds_parts *s, ds_err *err)
 
 static int emit_one(ds_parts *s, slot *sl, ds_err *err)
 {
-    ds_part p = {.index = sl->index,
-                 .offset = sl->offset,
-                 .size = sl->len,
-                 .frame = sl->frame,
-                 .zsize = sl->zlen};
+    ds_cut_part p = {.index = sl->index,
+                     .offset = sl->offset,
+                     .size = sl->len,
+                     .frame = sl->frame,
+                     .zsize = sl->zlen};
     memcpy(p.id, sl->id, DS_SHA256_LEN);
     ds_err e;
     ds_err_clear(&e);

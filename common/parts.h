@@ -51,33 +51,34 @@
 
 #include "codec.h"
 #include "err.h"
+#include "manifest.h"
 
 /* Largest part: 896 KiB of uncompressed bytes. Its frame is at most
  * DS_PART_ZMAX bytes (ZSTD_COMPRESSBOUND(DS_PART_MAX), zstd's worst case
  * for any input; incompressible data is stored in raw blocks, about 40
  * bytes over its size), so a part event (frame + a small msgpack map +
  * key + headers) fits Kafka's default message limit of 1,000,000 bytes. */
-#define DS_PART_MAX  917504u
-#define DS_PART_ZMAX 921088u
+#define DS_PART_MAX  DS_PART_SIZE_MAX /* schema v2's limits (manifest.h) */
+#define DS_PART_ZMAX DS_PART_ZSIZE_MAX
 
 #define DS_PARTS_THREADS_MAX 64
 
 /* One part, as handed to the callback. frame is valid only during the
  * callback (the sink reuses the buffer afterwards): copy what you keep. */
-typedef struct ds_part {
+typedef struct ds_cut_part {
     uint64_t index;            /* 0, 1, 2, ... in stream order */
     uint64_t offset;           /* of the slice in the uncompressed stream */
     uint8_t id[DS_SHA256_LEN]; /* SHA-256 of the slice */
     size_t size;               /* bytes of the slice */
     const uint8_t *frame;      /* one zstd frame of the slice */
     size_t zsize;              /* bytes at frame */
-} ds_part;
+} ds_cut_part;
 
 /* Called on the caller's thread, in index order. Returns 0, or a negative
  * code to stop the sink: the write or finish that emitted the part then
  * fails with that code and with what the callback stored in err (when it
  * stored nothing: reason "internal", "emit part N failed"). */
-typedef int (*ds_part_fn)(void *ctx, const ds_part *part, ds_err *err);
+typedef int (*ds_part_fn)(void *ctx, const ds_cut_part *part, ds_err *err);
 
 /*
  * A cut rule (content-defined cutting plugs in here). Called on the

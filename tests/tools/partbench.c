@@ -31,7 +31,7 @@ typedef struct counter {
 } counter;
 
 /* Checks order and the frame bound; keeps nothing. */
-static int count_part(void *ctx, const ds_part *p, ds_err *err)
+static int count_part(void *ctx, const ds_cut_part *p, ds_err *err)
 {
     counter *c = ctx;
     if (p->index != c->next || p->zsize > DS_PART_ZMAX)

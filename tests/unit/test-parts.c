@@ -84,7 +84,7 @@ static char *pathf(const char *fmt, ...)
 
 /* Every part the sink emitted, frames copied. */
 typedef struct got {
-    ds_part *p;
+    ds_cut_part *p;
     uint8_t **frames;
     size_t n, cap;
     int fail_at;   /* > 0: return fail_rc at this many calls */
@@ -95,7 +95,7 @@ typedef struct got {
     uint64_t next_offset;
 } got;
 
-static int collect(void *ctx, const ds_part *p, ds_err *err)
+static int collect(void *ctx, const ds_cut_part *p, ds_err *err)
 {
     got *g = ctx;
     g->calls++;
@@ -184,7 +184,7 @@ static void check_parts(const got *g, const ds_parts_totals *t,
     cr_assert_eq(t->size, len);
     uint64_t off = 0, zsum = 0;
     for (size_t i = 0; i < g->n; i++) {
-        const ds_part *p = &g->p[i];
+        const ds_cut_part *p = &g->p[i];
         cr_assert_eq(p->index, i);
         cr_assert_eq(p->offset, off, "part %zu offset", i);
         cr_assert(p->size >= 1 || len == 0, "part %zu is empty", i);
@@ -457,7 +457,7 @@ Test(parts, a_cut_rule_decides_the_boundaries, .timeout = 60)
     same_parts(&a, &b, "cut rule");
     size_t at_newline = 0, at_max = 0;
     for (size_t i = 0; i + 1 < a.n; i++) {
-        const ds_part *p = &a.p[i];
+        const ds_cut_part *p = &a.p[i];
         if (p->size >= 1000 && d[p->offset + p->size - 1] == '\n' &&
             d[p->offset + p->size - 2] == 'k')
             at_newline++;
