@@ -109,7 +109,6 @@ static void queue_job(worker *w, int32_t partition, unsigned gen,
     while (*pp != NULL)
         pp = &(*pp)->next;
     *pp = j;
-    w->njobs++;
 }
 
 /* Produce m's dead letter; 0 when it was handed to the producer. uid names
@@ -182,12 +181,11 @@ void dead_letter_consumed(worker *w, flight *f, const char *reason,
     f->noffsets = 0;
 }
 
-static void drop_job(worker *w, dl_job **pp)
+static void drop_job(dl_job **pp)
 {
     dl_job *j = *pp;
     *pp = j->next;
     free(j);
-    w->njobs--;
 }
 
 /* Give up on every job of partition p: it rewinds and tries again. */
@@ -201,7 +199,7 @@ static void fail_jobs(worker *w, int32_t partition, unsigned gen,
             if (first < 0 || (*pp)->offset < first)
                 first = (*pp)->offset;
             n++;
-            drop_job(w, pp);
+            drop_job(pp);
         } else {
             pp = &(*pp)->next;
         }
@@ -212,15 +210,6 @@ static void fail_jobs(worker *w, int32_t partition, unsigned gen,
              "note=\"not committed; the partition rewinds and retries\"",
              w->o->site, (int)partition, (long long)first, n, why);
     request_rewind(w, partition, gen);
-}
-
-void dead_letters_forget(worker *w, int32_t partition)
-{
-    for (dl_job **pp = &w->jobs; *pp != NULL;)
-        if ((*pp)->partition == partition)
-            drop_job(w, pp);
-        else
-            pp = &(*pp)->next;
 }
 
 /* Where the refetch consumer reads: per partition, the offset it was set
@@ -258,7 +247,7 @@ void dead_letters_pump(worker *w)
     for (dl_job **pp = &w->jobs; *pp != NULL;) {
         part *p = part_get(w, (*pp)->partition);
         if (p == NULL || !p->assigned || p->gen != (*pp)->gen)
-            drop_job(w, pp);
+            drop_job(pp);
         else
             pp = &(*pp)->next;
     }
@@ -407,7 +396,7 @@ void dead_letters_pump(worker *w)
                          w->o->site, (int)j->partition, (long long)j->offset,
                          j->reason, DS_TOPIC_UPDATES);
                 mark_done(w, j->partition, j->gen, j->offset);
-                drop_job(w, pp);
+                drop_job(pp);
                 continue;
             }
             if (produce_dead(w, m, j->gen, j->hold ? j->update_id : NULL,
@@ -417,7 +406,7 @@ void dead_letters_pump(worker *w)
                 stalled = true;
                 break;
             }
-            drop_job(w, pp);
+            drop_job(pp);
             for (dl_job *o = w->jobs; o != NULL; o = o->next)
                 if (o->partition == m->partition)
                     o->since_ms = ds_mono_ms(); /* progress */
@@ -518,7 +507,7 @@ void statuses_free(worker *w)
                 "packages\"",
                 w->o->site, unsent);
     while (w->jobs != NULL)
-        drop_job(w, &w->jobs);
+        drop_job(&w->jobs);
     free(w->rfpos);
     w->rfpos = NULL;
     w->nrfpos = 0;

@@ -115,7 +115,6 @@ void note_offset(worker *w, int32_t partition, int64_t offset)
         return;
     int64_t missing = (lo < offset ? lo : offset) - expect;
     p->gap_end = offset;
-    w->n.missing += (uint64_t)missing;
     ds_metrics_add(w->met, DS_C_EVENTS_MISSING, (uint64_t)missing);
     ds_error("events-missing",
              "site=%s topic=%s partition=%d expected_offset=%lld "

@@ -84,7 +84,6 @@ static void release_partitions(worker *w,
             continue;
         p->assigned = false;
         part_reset(p);
-        dead_letters_forget(w, l->elems[i].partition);
     }
     for (flight *f = w->flights, *nx; f != NULL; f = nx) {
         nx = f->next;
@@ -132,7 +131,7 @@ void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     w->n.rebalances++;
     ds_metrics_add(w->met, DS_C_REBALANCES, 1);
     const char *proto = rd_kafka_rebalance_protocol(rk);
-    w->cooperative = proto != NULL && strcmp(proto, "COOPERATIVE") == 0;
+    bool coop = proto != NULL && strcmp(proto, "COOPERATIVE") == 0;
     rd_kafka_error_t *e = NULL;
     rd_kafka_resp_err_t ae = RD_KAFKA_RESP_ERR_NO_ERROR;
 
@@ -142,9 +141,8 @@ void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             w->fatal = true;
         }
         ds_info("assigned", "site=%s partitions=%s protocol=%s", w->o->site,
-                list[0] ? list : "none",
-                w->cooperative ? "cooperative" : "eager");
-        if (w->cooperative)
+                list[0] ? list : "none", coop ? "cooperative" : "eager");
+        if (coop)
             e = rd_kafka_incremental_assign(rk, parts);
         else
             ae = rd_kafka_assign(rk, parts);
@@ -153,7 +151,7 @@ void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         ds_info("revoked", "site=%s partitions=%s lost=%s", w->o->site,
                 list[0] ? list : "none", lost ? "true" : "false");
         release_partitions(w, parts, lost);
-        if (w->cooperative)
+        if (coop)
             e = rd_kafka_incremental_unassign(rk, parts);
         else
             ae = rd_kafka_assign(rk, NULL);
@@ -173,8 +171,7 @@ void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     /* Eager: nothing is assigned between a revoke and the next assign
      * (/healthz says rebalancing); cooperative: what stays, stays. */
     int n = count_assigned(w);
-    atomic_store(
-        &w->assigned,
-        err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS || w->cooperative ? n : -1);
+    atomic_store(&w->assigned,
+                 err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS || coop ? n : -1);
     ds_metrics_set(w->met, DS_G_ASSIGNED, n);
 }

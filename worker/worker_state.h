@@ -87,7 +87,7 @@ typedef struct part {
 } part;
 
 typedef struct counters {
-    uint64_t finalized, stale, dead, ioerrors, rebalances, missing;
+    uint64_t finalized, stale, dead, ioerrors, rebalances;
 } counters;
 
 typedef struct dl_job dl_job;         /* deadletter.c */
@@ -100,12 +100,10 @@ typedef struct worker {
     rd_kafka_t *producer;
     rd_kafka_topic_t *out_topics[2]; /* DLQ, status: metadata known early */
     rd_kafka_queue_t *cqueue;
-    bool cooperative; /* the group's rebalance protocol is COOPERATIVE */
     ds_library *lib;
     ds_refetch *refetch;
-    dl_job *jobs;   /* dead letters waiting for a re-read */
-    unsigned njobs; /* length of jobs */
-    rf_pos *rfpos;  /* where the refetch consumer reads */
+    dl_job *jobs;  /* dead letters waiting for a re-read */
+    rf_pos *rfpos; /* where the refetch consumer reads */
     int nrfpos;
     uint64_t pump_after_ms;  /* dead letters wait until then */
     uint64_t rf_assigned_ms; /* last change of the refetch assignment */
@@ -172,7 +170,6 @@ void dead_letter(worker *w, const rd_kafka_message_t *m, const flight *in,
 void dead_letter_consumed(worker *w, flight *f, const char *reason,
                           const char *detail);
 void dead_letters_pump(worker *w);
-void dead_letters_forget(worker *w, int32_t partition);
 void report_status(worker *w, const char *package, uint64_t version,
                    const char *state, const char *detail);
 void statuses_retry(worker *w);

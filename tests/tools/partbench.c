@@ -25,6 +25,7 @@
 
 #include "pack.h"
 #include "parts.h"
+#include "benchclock.h"
 
 typedef struct counter {
     uint64_t parts, next, zsize, zmax;
@@ -45,21 +46,6 @@ static int count_part(void *ctx, const ds_cut_part *p, ds_err *err)
     if (p->zsize > c->zmax)
         c->zmax = p->zsize;
     return 0;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 static int ncores(void)

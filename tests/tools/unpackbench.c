@@ -27,6 +27,7 @@
 #include <zstd.h>
 
 #include "unpack.h"
+#include "benchclock.h"
 
 typedef struct source {
     int fd;
@@ -52,21 +53,6 @@ static ssize_t source_read(void *ctx, const void **out)
     }
     *out = s->buf;
     return (ssize_t)n;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu_s(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 /* The declared values: size and sha256 of the decompressed stream. */
