@@ -71,6 +71,13 @@ static const desc counter_desc[DS_C__N] = {
                              "Events of pkg.updates the broker deleted before "
                              "this site did them (retention, the embedded "
                              "broker's cap): lost for this site."},
+    [DS_C_RETIRED] = {"despool_packages_retired_total",
+                      "Retire tombstones (schema v2) this site acted on."},
+    [DS_C_PARTS] = {"despool_parts_fetched_total",
+                    "Parts (schema v2) read from pkg.content and verified."},
+    [DS_C_PART_BYTES] = {"despool_part_bytes_total",
+                         "Compressed bytes of the parts read from "
+                         "pkg.content."},
 };
 
 static const struct {

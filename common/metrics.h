@@ -31,6 +31,9 @@ typedef enum ds_counter {
     DS_C_REBALANCES,      /* assign and revoke callbacks */
     DS_C_COMMITS,         /* offset commits sent */
     DS_C_EVENTS_MISSING,  /* events deleted by the broker before done */
+    DS_C_RETIRED,         /* retire tombstones acted on */
+    DS_C_PARTS,           /* schema v2 parts fetched and verified */
+    DS_C_PART_BYTES,      /* their compressed bytes */
     DS_C__N
 } ds_counter;
 

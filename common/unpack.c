@@ -141,6 +141,34 @@ static int fail_z(zsrc *z, int rc)
 }
 
 /*
+ * The raw stream (opts->raw: the source gives the uncompressed tar bytes,
+ * already checked piece by piece): copy, hash and count the next bytes of
+ * z->in (at least one is there) into dst. Returns their number (> 0) or a
+ * negative code, with the same bound on the declared size as zsrc_next.
+ */
+static ssize_t raw_copy(zsrc *z, uint8_t *dst, size_t cap)
+{
+    size_t avail = z->in.size - z->in.pos;
+    uint64_t room = z->opts->size - z->size;
+    if (room == 0)
+        return fail_z(z,
+                      ds_err_set(z->err, -EFBIG, "too-large",
+                                 "unpack %s: uncompressed stream exceeds "
+                                 "the declared size of %llu bytes",
+                                 z->dest, (unsigned long long)z->opts->size));
+    size_t n = avail < cap ? avail : cap;
+    if (n > room)
+        n = (size_t)room;
+    memcpy(dst, (const uint8_t *)z->in.src + z->in.pos, n);
+    z->in.pos += n;
+    if (EVP_DigestUpdate(z->md, dst, n) != 1)
+        return fail_z(z, ds_err_set(z->err, -EIO, "internal",
+                                    "unpack %s: sha256 update", z->dest));
+    z->size += n;
+    return (ssize_t)n;
+}
+
+/*
  * Produce the next piece of the uncompressed stream into dst (cap > 0
  * bytes). Returns its length (> 0), 0 at the end (the frame is complete
  * and rd has no more bytes), or a negative code with z->rc set and z->err
@@ -172,6 +200,13 @@ static ssize_t zsrc_next(zsrc *z, uint8_t *dst, size_t cap)
                 z->in = (ZSTD_inBuffer){buf, (size_t)n, 0};
                 z->zsize += (uint64_t)n;
             }
+        }
+        if (z->opts->raw) {
+            if (z->in.pos < z->in.size)
+                return raw_copy(z, dst, cap);
+            if (z->in_eof)
+                return 0;
+            continue;
         }
         if (z->frame_done && z->in.pos < z->in.size && z->opts->multi_frame) {
             /* More input after a frame's end: the next frame (the dctx

@@ -73,6 +73,10 @@ typedef struct ds_unpack_opts {
      * after another (schema v2's parts, concatenated in order); the
      * stream must still end at the end of a frame. */
     int multi_frame;
+    /* Non-zero: the source gives the uncompressed tar stream itself (schema
+     * v2's parts, each already decompressed and checked against its id);
+     * no zstd. Size and sha256 are still verified over the whole stream. */
+    int raw;
 } ds_unpack_opts;
 
 typedef struct ds_unpack_stats {

@@ -44,6 +44,9 @@ int make_clients(worker *w, ds_err *err)
         (rc = ds_kconf_set(c, "enable.auto.commit", "false", err)) < 0 ||
         (rc = ds_kconf_set(c, "enable.auto.offset.store", "false", err)) < 0 ||
         (rc = ds_kconf_set(c, "auto.offset.reset", "earliest", err)) < 0 ||
+        /* The partition's end is how a version whose part went missing
+         * learns that no newer record replaced it (manifests.c). */
+        (rc = ds_kconf_set(c, "enable.partition.eof", "true", err)) < 0 ||
         /* A dead worker's partitions move on after 10 s, not 45. */
         (rc = ds_kconf_set(c, "session.timeout.ms", "10000", err)) < 0 ||
         (rc = ds_kconf_set(c, "heartbeat.interval.ms", "1000", err)) < 0 ||

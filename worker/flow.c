@@ -56,7 +56,7 @@ void check_timeouts(worker *w)
     uint64_t throttled = throttled_ms(w, now);
     for (flight *f = w->flights, *nx; f != NULL; f = nx) {
         nx = f->next;
-        if (now - f->last_ms < limit)
+        if (now - f->last_ms < limit || f->awaiting)
             continue;
         uint64_t idle = now - f->last_ms - (throttled - f->throttle_mark);
         if (idle < limit)

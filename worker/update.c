@@ -36,6 +36,18 @@ struct ds_update {
     bool interrupted; /* unpack gave up: read_chunk must not wait */
     bool closed;      /* thread stopped reading: push refuses */
 
+    /* Schema v2: the manifest (borrowed pointers cleared), the refs to
+     * fetch (parts, or index parts first), the fetch in progress (set and
+     * cleared by the thread under mu, so that cancel reaches it), and the
+     * fetch's failure, which explains unpack's "source aborted". */
+    bool v2;
+    ds_manifest man;
+    ds_part_ref *refs;
+    size_t nrefs;
+    ds_fetch *fetch;
+    int fetch_rc;
+    ds_err fetch_err;
+
     /* Thread-private while running. */
     rd_kafka_message_t *cur; /* message whose bytes unpack is reading */
     uint32_t consumed;       /* chunks taken from the queue */
@@ -154,6 +166,103 @@ static void interrupt_read(void *ctx)
     pthread_mutex_unlock(&u->mu);
 }
 
+/* Open a fetch of refs[0..n) as u's current one (cancel reaches it). */
+static int fetch_open(ds_update *u, const ds_part_ref *refs, size_t n,
+                      ds_err *err)
+{
+    ds_fetch *f = NULL;
+    int rc = ds_fetch_open(u->opts.pf, u->hdr.package, refs, n, &f, err);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&u->mu);
+    u->fetch = f;
+    if (u->cancel)
+        ds_fetch_cancel(f);
+    pthread_mutex_unlock(&u->mu);
+    return 0;
+}
+
+static void fetch_close(ds_update *u)
+{
+    pthread_mutex_lock(&u->mu);
+    ds_fetch *f = u->fetch;
+    u->fetch = NULL;
+    pthread_mutex_unlock(&u->mu);
+    ds_fetch_close(f);
+}
+
+/* unpack's source for the parts form: the next verified part's bytes. */
+static ssize_t read_part(void *ctx, const void **buf)
+{
+    ds_update *u = ctx;
+    size_t len = 0;
+    uint64_t t = ds_mono_ms();
+    int rc = ds_fetch_next(u->fetch, buf, &len, &u->fetch_err);
+    u->wait_ms += ds_mono_ms() - t;
+    if (rc < 0) {
+        u->fetch_rc = rc;
+        return -1;
+    }
+    return rc == 0 ? 0 : (ssize_t)len;
+}
+
+static void interrupt_fetch(void *ctx)
+{
+    ds_update *u = ctx;
+    pthread_mutex_lock(&u->mu);
+    if (u->fetch != NULL)
+        ds_fetch_cancel(u->fetch);
+    pthread_mutex_unlock(&u->mu);
+}
+
+/* Index form: fetch the index parts, check the index content against the
+ * manifest, and make its refs u's refs. */
+static int fetch_index(ds_update *u, ds_err *err)
+{
+    uint64_t len = 0;
+    for (size_t i = 0; i < u->nrefs; i++)
+        len += u->refs[i].size;
+    uint8_t *buf = malloc(len ? len : 1);
+    ds_part_ref *refs = malloc(u->man.nparts * sizeof(*refs));
+    int rc = 0;
+    if (buf == NULL || refs == NULL) {
+        rc = ds_err_set(err, -ENOMEM, "internal",
+                        "index of %s v%llu: out of memory for %llu bytes",
+                        u->hdr.package, (unsigned long long)u->hdr.version,
+                        (unsigned long long)len);
+        goto out;
+    }
+    if ((rc = fetch_open(u, u->refs, u->nrefs, err)) < 0)
+        goto out;
+    uint64_t at = 0;
+    for (;;) {
+        const void *p;
+        size_t n;
+        rc = ds_fetch_next(u->fetch, &p, &n, err);
+        if (rc <= 0)
+            break;
+        memcpy(buf + at, p, n); /* sizes checked against the refs */
+        at += n;
+    }
+    fetch_close(u);
+    if (rc < 0)
+        goto out;
+    ds_manifest m = u->man;
+    m.refs = u->refs;
+    m.nrefs = (uint32_t)u->nrefs;
+    if ((rc = ds_manifest_check_index(&m, buf, (size_t)at, refs,
+                                      (size_t)u->man.nparts, err)) < 0)
+        goto out;
+    free(u->refs);
+    u->refs = refs;
+    u->nrefs = (size_t)u->man.nparts;
+    refs = NULL;
+out:
+    free(buf);
+    free(refs);
+    return rc;
+}
+
 static bool cancelled(ds_update *u)
 {
     pthread_mutex_lock(&u->mu);
@@ -197,9 +306,25 @@ static ds_outcome run(ds_update *u)
         .max_entries = u->opts.max_entries,
         .max_window_log = u->opts.max_window_log,
         .interrupt = interrupt_read,
+        .multi_frame = u->v2,
     };
     ds_unpack_stats st = {0};
-    if (ds_unpack(u->staging, read_chunk, u, &uo, &st, err) < 0)
+    ds_unpack_read_fn rd = read_chunk;
+    if (u->v2 && u->man.form != DS_FORM_INLINE) {
+        if (u->man.form == DS_FORM_INDEX && fetch_index(u, err) < 0)
+            return cancelled(u) ? DS_OUT_CANCELLED : classify(err);
+        if (fetch_open(u, u->refs, u->nrefs, err) < 0)
+            return classify(err);
+        rd = read_part;
+        uo.raw = 1;
+        uo.interrupt = interrupt_fetch;
+    }
+    int urc = ds_unpack(u->staging, rd, u, &uo, &st, err);
+    fetch_close(u);
+    if (urc < 0 && u->fetch_rc < 0 &&
+        strcmp(u->fetch_err.reason, "cancelled") != 0)
+        *err = u->fetch_err; /* why the source gave up */
+    if (urc < 0)
         return cancelled(u) ? DS_OUT_CANCELLED : classify(err);
     u->entries = st.entries;
     u->t_sync_ms = ds_mono_ms();
@@ -251,15 +376,30 @@ int ds_update_start(const ds_event *hdr, const ds_update_opts *opts,
                     ds_update **out, ds_err *err)
 {
     ds_update *u = calloc(1, sizeof(*u));
-    if (u == NULL)
-        return ds_err_set(err, -ENOMEM, "io-error",
+    if (u == NULL) {
+        free(opts->refs);
+        return ds_err_set(err, -ENOMEM, "internal",
                           "start update %s v%llu: "
                           "out of memory",
                           hdr->package, (unsigned long long)hdr->version);
+    }
     u->hdr = *hdr;
     u->hdr.data = NULL;
     u->hdr.data_len = 0;
     u->opts = *opts;
+    u->refs = opts->refs;
+    u->nrefs = opts->nrefs;
+    if (opts->man != NULL) {
+        u->v2 = true;
+        u->man = *opts->man;
+        u->man.data = NULL;
+        u->man.data_len = 0;
+        u->man.refs = NULL;
+        u->man.refs_msg = NULL;
+        u->man.refs_msg_len = 0;
+    }
+    u->opts.man = NULL;
+    u->opts.refs = NULL;
     u->mark.fd = -1;
     u->t0_ms = ds_mono_ms();
     pthread_mutex_init(&u->mu, NULL);
@@ -268,6 +408,7 @@ int ds_update_start(const ds_event *hdr, const ds_update_opts *opts,
     if (rc != 0) {
         pthread_cond_destroy(&u->cv);
         pthread_mutex_destroy(&u->mu);
+        free(u->refs);
         free(u);
         errno = rc;
         return ds_err_sys(err, "io-error", "start update thread for %s v%llu",
@@ -301,6 +442,8 @@ void ds_update_cancel(ds_update *u)
 {
     pthread_mutex_lock(&u->mu);
     u->cancel = true;
+    if (u->fetch != NULL)
+        ds_fetch_cancel(u->fetch);
     pthread_cond_broadcast(&u->cv);
     pthread_mutex_unlock(&u->mu);
 }
@@ -367,6 +510,7 @@ void ds_update_free(ds_update *u)
     if (u == NULL)
         return;
     ds_update_join(u);
+    free(u->refs);
     pthread_cond_destroy(&u->cv);
     pthread_mutex_destroy(&u->mu);
     free(u);

@@ -23,6 +23,8 @@
 #include "codec.h"
 #include "err.h"
 #include "library.h"
+#include "manifest.h"
+#include "partfetch.h"
 
 typedef enum ds_outcome {
     DS_OUT_FINALIZED = 1, /* current now points at this version */
@@ -59,6 +61,16 @@ typedef struct ds_update_opts {
     uint64_t max_entries;
     unsigned max_window_log;
     void *user; /* the consumer thread's bookkeeping */
+    /* Schema v2 (NULL for v1): the manifest, whose borrowed pointers are
+     * not used. Inline: its data comes through ds_update_push as one
+     * chunk, a stream of one or more zstd frames. Parts or index form:
+     * the thread fetches refs[0..nrefs) (the parts, or the index parts)
+     * from pf; ds_update_start takes ownership of refs (malloc'd), also
+     * when it fails. */
+    const ds_manifest *man;
+    ds_partfetch *pf;
+    ds_part_ref *refs;
+    size_t nrefs;
 } ds_update_opts;
 
 /* Start the thread for the update whose first chunk header is hdr. */

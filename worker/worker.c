@@ -124,6 +124,25 @@ static void complete_one(worker *w, ds_update *u)
         flight_retire(w, f, DISCARD, NULL, NULL);
         break;
     case DS_OUT_REJECTED:
+        if (strcmp(err->reason, "part-missing") == 0 &&
+            (f->superseded || part_missing_wait(w, f, err->msg))) {
+            if (f->superseded) {
+                /* A newer record was read meanwhile: it replaced this. */
+                w->n.stale++;
+                ds_metrics_add_label(w->met, DS_L_DISCARDED, "superseded", 1);
+                for (uint32_t i = 0; i < f->noffsets; i++)
+                    flight_hold(w, f, f->offsets[i]);
+                f->noffsets = 0;
+                ds_info("discarded",
+                        "site=%s package=%s version=%" PRIu64 " update_id=%s "
+                        "reason=superseded partition=%d note=\"a part was "
+                        "missing\"",
+                        w->o->site, h->package, h->version, hexid(id, f),
+                        (int)f->partition);
+                flight_retire(w, f, DISCARD, NULL, NULL);
+            }
+            break;
+        }
         ds_warn("rejected",
                 "site=%s package=%s version=%" PRIu64 " update_id=%s "
                 "reason=%s detail=%s",
@@ -206,10 +225,23 @@ void handle_completions(worker *w)
 
 static void start_flight(worker *w, rd_kafka_message_t *m, const ds_event *ev,
                          part *p);
-static void chunk_to_flight(worker *w, flight *f, rd_kafka_message_t *m,
-                            const ds_event *ev);
 static void settle(worker *w, flight *f, rd_kafka_message_t *m,
                    const ds_event *ev);
+
+bool key_matches(worker *w, rd_kafka_message_t *m, const char *package)
+{
+    if (m->key != NULL && m->key_len == strlen(package) &&
+        memcmp(m->key, package, m->key_len) == 0)
+        return true;
+    char detail[300];
+    snprintf(detail, sizeof(detail),
+             "event key \"%.*s\" differs from field package \"%s\"",
+             (int)(m->key ? (m->key_len > 128 ? 128 : m->key_len) : 0),
+             m->key ? (const char *)m->key : "", package);
+    dead_letter(w, m, NULL, "bad-schema", detail);
+    rd_kafka_message_destroy(m);
+    return false;
+}
 
 static void handle_event(worker *w, rd_kafka_message_t *m)
 {
@@ -221,6 +253,7 @@ static void handle_event(worker *w, rd_kafka_message_t *m)
         return;
     }
     ds_err err;
+    p->at_eof = false;
     if (ds_offsets_add(p->trk, m->offset, &err) < 0) {
         /* A redelivery of an offset already handled (librdkafka 2.0.2 can
          * repeat messages after offset validation): nothing to do. */
@@ -232,23 +265,24 @@ static void handle_event(worker *w, rd_kafka_message_t *m)
     note_offset(w, m->partition, m->offset);
     ds_metrics_add(w->met, DS_C_EVENTS, 1);
     ds_metrics_add(w->met, DS_C_RECEIVED_BYTES, m->len);
+    if (m->payload == NULL) {
+        handle_retire(w, m, p);
+        return;
+    }
+    uint64_t schema = 0;
+    if (ds_value_schema(m->payload, m->len, &schema, &err) == 0 &&
+        schema == DS_SCHEMA_V2) {
+        handle_manifest(w, m, p);
+        return;
+    }
     ds_event ev;
     if (ds_event_decode(m->payload, m->len, &ev, &err) < 0) {
         dead_letter(w, m, NULL, "bad-schema", err.msg);
         rd_kafka_message_destroy(m);
         return;
     }
-    if (m->key == NULL || m->key_len != strlen(ev.package) ||
-        memcmp(m->key, ev.package, m->key_len) != 0) {
-        char detail[300];
-        snprintf(detail, sizeof(detail),
-                 "event key \"%.*s\" differs from field package \"%s\"",
-                 (int)(m->key ? (m->key_len > 128 ? 128 : m->key_len) : 0),
-                 m->key ? (const char *)m->key : "", ev.package);
-        dead_letter(w, m, NULL, "bad-schema", detail);
-        rd_kafka_message_destroy(m);
+    if (!key_matches(w, m, ev.package))
         return;
-    }
     flight *f = flight_find(w, m->partition, ev.update_id);
     if (f == NULL)
         start_flight(w, m, &ev, p);
@@ -258,8 +292,8 @@ static void handle_event(worker *w, rd_kafka_message_t *m)
 
 /* Refuse a whole update at its first chunk m: m is dead-lettered now,
  * and its later chunks as they come (the flight is retired DEAD). */
-static void refuse_update(worker *w, rd_kafka_message_t *m, const ds_event *ev,
-                          part *p, const char *reason, const char *detail)
+void refuse_update(worker *w, rd_kafka_message_t *m, const ds_event *ev,
+                   part *p, const char *reason, const char *detail)
 {
     flight *f = flight_new(w, m, ev, p);
     if (f != NULL) {
@@ -270,6 +304,66 @@ static void refuse_update(worker *w, rd_kafka_message_t *m, const ds_event *ev,
     rd_kafka_message_destroy(m);
     if (f != NULL)
         flight_retire(w, f, DEAD, reason, detail);
+}
+
+/* What every new update (a v1 chunk 0, a v2 manifest) meets before it
+ * starts: the site's size cap, a package layout updates can use, and a
+ * version newer than current. Returns its new flight, or NULL when m was
+ * settled here (refused, discarded, or its partition rewound). */
+flight *admit_update(worker *w, rd_kafka_message_t *m, const ds_event *ev,
+                     part *p)
+{
+    char detail[DS_ERRMSG_MAX];
+    ds_err err;
+    /* The declared sizes are the sender's claim, checked before a byte is
+     * extracted; the extraction then holds the stream to them. */
+    uint64_t cap = w->o->max_update_size;
+    if (cap != 0 && (ev->size > cap || ev->zsize > cap)) {
+        snprintf(detail, sizeof(detail),
+                 "%s version %" PRIu64 " declares %" PRIu64 " bytes (%" PRIu64
+                 " compressed), over --max-update-size "
+                 "%" PRIu64,
+                 ev->package, ev->version, ev->size, ev->zsize, cap);
+        refuse_update(w, m, ev, p, "too-large", detail);
+        return NULL;
+    }
+    uint64_t cur = 0;
+    if (ds_library_current(w->lib, ev->package, &cur, &err) < 0) {
+        ds_metrics_add_label(w->met, DS_L_ERRORS, "local", 1);
+        ds_error("local-error", "package=%s error=\"%s\"", ev->package,
+                 err.msg);
+        int32_t partition = m->partition;
+        rd_kafka_message_destroy(m);
+        rewind_partition(w, partition);
+        return NULL;
+    }
+    flight *f = flight_new(w, m, ev, p);
+    if (f == NULL) {
+        ds_error("out-of-memory", "partition=%d offset=%lld", (int)m->partition,
+                 (long long)m->offset);
+        rd_kafka_message_destroy(m);
+        w->fatal = true;
+        return NULL;
+    }
+    if (cur >= ev->version) {
+        /* Stale or duplicate: not an error, nothing changes. */
+        char id[2 * DS_UPDATE_ID_LEN + 1];
+        w->n.stale++;
+        ds_metrics_add_label(w->met, DS_L_DISCARDED,
+                             cur == ev->version ? "duplicate" : "stale", 1);
+        ds_info("discarded",
+                "site=%s package=%s version=%" PRIu64 " update_id=%s "
+                "reason=%s current=%" PRIu64 " partition=%d offset=%lld",
+                w->o->site, ev->package, ev->version, hexid(id, f),
+                cur == ev->version ? "duplicate" : "stale", cur,
+                (int)m->partition, (long long)m->offset);
+        f->next_chunk = 1;
+        flight_hold(w, f, m->offset);
+        rd_kafka_message_destroy(m);
+        flight_retire(w, f, DISCARD, NULL, NULL);
+        return NULL;
+    }
+    return f;
 }
 
 static void start_flight(worker *w, rd_kafka_message_t *m, const ds_event *ev,
@@ -300,54 +394,9 @@ static void start_flight(worker *w, rd_kafka_message_t *m, const ds_event *ev,
         refuse_update(w, m, ev, p, "bad-signature", err.msg);
         return;
     }
-    /* The declared sizes are the sender's claim, checked before a byte is
-     * extracted; the extraction then holds the stream to them. */
-    uint64_t cap = w->o->max_update_size;
-    if (cap != 0 && (ev->size > cap || ev->zsize > cap)) {
-        snprintf(detail, sizeof(detail),
-                 "%s version %" PRIu64 " declares %" PRIu64 " bytes (%" PRIu64
-                 " compressed), over --max-update-size "
-                 "%" PRIu64,
-                 ev->package, ev->version, ev->size, ev->zsize, cap);
-        refuse_update(w, m, ev, p, "too-large", detail);
+    flight *f = admit_update(w, m, ev, p);
+    if (f == NULL)
         return;
-    }
-    uint64_t cur = 0;
-    if (ds_library_current(w->lib, ev->package, &cur, &err) < 0) {
-        ds_metrics_add_label(w->met, DS_L_ERRORS, "local", 1);
-        ds_error("local-error", "package=%s error=\"%s\"", ev->package,
-                 err.msg);
-        int32_t partition = m->partition;
-        rd_kafka_message_destroy(m);
-        rewind_partition(w, partition);
-        return;
-    }
-    flight *f = flight_new(w, m, ev, p);
-    if (f == NULL) {
-        ds_error("out-of-memory", "partition=%d offset=%lld", (int)m->partition,
-                 (long long)m->offset);
-        rd_kafka_message_destroy(m);
-        w->fatal = true;
-        return;
-    }
-    if (cur >= ev->version) {
-        /* Stale or duplicate: not an error, nothing changes. */
-        char id[2 * DS_UPDATE_ID_LEN + 1];
-        w->n.stale++;
-        ds_metrics_add_label(w->met, DS_L_DISCARDED,
-                             cur == ev->version ? "duplicate" : "stale", 1);
-        ds_info("discarded",
-                "site=%s package=%s version=%" PRIu64 " update_id=%s "
-                "reason=%s current=%" PRIu64 " partition=%d offset=%lld",
-                w->o->site, ev->package, ev->version, hexid(id, f),
-                cur == ev->version ? "duplicate" : "stale", cur,
-                (int)m->partition, (long long)m->offset);
-        f->next_chunk = 1;
-        flight_hold(w, f, m->offset);
-        rd_kafka_message_destroy(m);
-        flight_retire(w, f, DISCARD, NULL, NULL);
-        return;
-    }
     ds_update_opts uo = {
         .lib = w->lib,
         .cq = &w->comp,
@@ -392,8 +441,8 @@ static void settle(worker *w, flight *f, rd_kafka_message_t *m,
         rd_kafka_message_destroy(m);
 }
 
-static void chunk_to_flight(worker *w, flight *f, rd_kafka_message_t *m,
-                            const ds_event *ev)
+void chunk_to_flight(worker *w, flight *f, rd_kafka_message_t *m,
+                     const ds_event *ev)
 {
     char detail[DS_ERRMSG_MAX];
     if (f->fate == DISCARD) {
@@ -478,12 +527,13 @@ static void wake_consumer(void *ctx)
 }
 
 /* Wait for in-flight work at shutdown: updates whose chunks have all
- * arrived are finished; the others are abandoned (their staging removed,
- * nothing committed, so they are read again after a restart). */
+ * arrived are finished; the others, and those still fetching parts
+ * (schema v2: their bytes may be gigabytes away), are abandoned (their staging
+ * removed, nothing committed, so they are read again after a restart). */
 static void drain_in_flight(worker *w)
 {
     for (flight *f = w->flights; f != NULL; f = f->next)
-        if (f->u != NULL && !all_chunks_seen(f)) {
+        if (f->u != NULL && (!all_chunks_seen(f) || f->fetches)) {
             f->shutdown = true;
             ds_update_cancel(f->u);
         }
@@ -520,6 +570,7 @@ static void cleanup(worker *w)
     if (w->producer != NULL)
         rd_kafka_destroy(w->producer);
     ds_refetch_free(w->refetch);
+    ds_partfetch_free(w->pf);
     statuses_free(w);
     for (int32_t i = 0; i < w->nparts; i++)
         ds_offsets_free(w->parts[i].trk);
@@ -586,7 +637,9 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
             if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
                 handle_event(&w, m);
             } else {
-                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    on_partition_eof(&w, m->partition, m->offset);
+                else
                     ds_warn("consume-error", "site=%s error=\"%s\"", o->site,
                             rd_kafka_message_errstr(m));
                 rd_kafka_message_destroy(m);
@@ -599,6 +652,7 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
         dead_letters_pump(&w);
         statuses_retry(&w);
         check_timeouts(&w);
+        check_awaiting(&w);
         resume_due(&w);
         if (ds_mono_ms() - w.last_gauge_ms >= GAUGE_INTERVAL_MS) {
             update_gauges(&w);

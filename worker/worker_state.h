@@ -10,6 +10,8 @@
  *   rebalance.c   assign / revoke (eager and cooperative)
  *   clients.c     the Kafka clients' set-up
  *   wmetrics.c    gauges, label seeding, /healthz
+ *   manifests.c   schema v2: manifests, retires, parts gone missing
+ *   partfetch.c   schema v2: parts read from pkg.content (own thread)
  *
  * Everything here is touched by the consumer thread only (update threads
  * talk to it through ds_completions). Kafka callbacks (delivery reports,
@@ -33,6 +35,7 @@
 #include "metrics.h"
 #include "metricsd.h"
 #include "offsets.h"
+#include "partfetch.h"
 #include "refetch.h"
 #include "sign.h"
 #include "update.h"
@@ -67,6 +70,13 @@ typedef struct flight {
     char reason[DS_REASON_MAX];
     char detail[DS_ERRMSG_MAX];
     bool revoked, superseded, timed_out, shutdown;
+    /* Schema v2: a part of it was missing and no newer record of the
+     * package was known: it waits for one (superseded then) until the
+     * consumer reaches the end of the partition as it was (await_hi),
+     * then it is dead-lettered part-missing (manifests.c). */
+    bool awaiting;
+    int64_t await_hi;
+    bool fetches; /* its thread fetches parts (v2 parts or index form) */
 } flight;
 
 typedef struct part {
@@ -84,6 +94,8 @@ typedef struct part {
     int64_t seek_to;
     int64_t expect;  /* offset the next event should have, -1 unknown */
     int64_t gap_end; /* first offset after the last events-missing gap */
+    bool at_eof;     /* the last thing read was the partition's end */
+    int64_t eof_offset;
 } part;
 
 typedef struct counters {
@@ -102,8 +114,9 @@ typedef struct worker {
     rd_kafka_queue_t *cqueue;
     ds_library *lib;
     ds_refetch *refetch;
-    dl_job *jobs;  /* dead letters waiting for a re-read */
-    rf_pos *rfpos; /* where the refetch consumer reads */
+    ds_partfetch *pf; /* schema v2's parts (partfetch.h) */
+    dl_job *jobs;     /* dead letters waiting for a re-read */
+    rf_pos *rfpos;    /* where the refetch consumer reads */
     int nrfpos;
     uint64_t pump_after_ms;  /* dead letters wait until then */
     uint64_t rf_assigned_ms; /* last change of the refetch assignment */
@@ -192,5 +205,19 @@ int health(void *ctx, char *why, size_t n);
 
 /* worker.c */
 void handle_completions(worker *w);
+bool key_matches(worker *w, rd_kafka_message_t *m, const char *package);
+void refuse_update(worker *w, rd_kafka_message_t *m, const ds_event *ev,
+                   part *p, const char *reason, const char *detail);
+flight *admit_update(worker *w, rd_kafka_message_t *m, const ds_event *ev,
+                     part *p);
+void chunk_to_flight(worker *w, flight *f, rd_kafka_message_t *m,
+                     const ds_event *ev);
+
+/* manifests.c */
+void handle_manifest(worker *w, rd_kafka_message_t *m, part *p);
+void handle_retire(worker *w, rd_kafka_message_t *m, part *p);
+bool part_missing_wait(worker *w, flight *f, const char *detail);
+void check_awaiting(worker *w);
+void on_partition_eof(worker *w, int32_t partition, int64_t offset);
 
 #endif

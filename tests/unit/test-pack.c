@@ -557,6 +557,69 @@ Test(pack, round_trip_in_pieces_of_every_size, .timeout = 240)
     sample_free(&s);
 }
 
+/* Raw mode (schema v2's parts, each already decompressed and checked):
+ * the uncompressed tar stream in pieces of any size extracts to the same
+ * tree, on both paths (small: thread_above UINT64_MAX; large: the helper
+ * thread), and size and sha256 still bind the whole stream. */
+Test(pack, raw_stream_round_trip_and_checks, .timeout = 120)
+{
+    sample s;
+    sample_make(&s);
+    uint8_t *tar = malloc(s.st.size + 1);
+    cr_assert_not_null(tar);
+    size_t dn = ZSTD_decompress(tar, s.st.size, s.z.p, s.z.len);
+    cr_assert_eq(dn, s.st.size);
+    static const size_t one[] = {1}, part[] = {917504}, mixed[] = {3, 917504};
+    const struct {
+        const char *name;
+        const size_t *sizes;
+        size_t n;
+        uint64_t above;
+    } runs[] = {{"r1", one, 1, 0},
+                {"rpart", part, 1, 0},
+                {"rmixed", mixed, 2, 0},
+                {"rsmall", part, 1, UINT64_MAX}};
+    for (size_t r = 0; r < sizeof(runs) / sizeof(runs[0]); r++) {
+        ds_unpack_opts o = {.size = s.st.size,
+                            .sha256 = s.st.sha256,
+                            .raw = 1,
+                            .thread_above = runs[r].above};
+        char *dest = fresh_dir(s.tmp, runs[r].name);
+        ds_unpack_stats us;
+        ds_err err;
+        int rc =
+            unpack_from(dest, tar, dn, runs[r].sizes, runs[r].n, &o, &us, &err);
+        cr_assert_eq(rc, 0, "%s: %s: %s", runs[r].name, err.reason, err.msg);
+        cr_assert_eq(us.size, s.st.size);
+        cr_assert_eq(cmp_trees(s.src, dest), s.st.files);
+        free(dest);
+    }
+    /* One byte changed: sha256-mismatch; one more: too-large; one less:
+     * size-mismatch (or the tar side's corrupt-tar, never a success). */
+    ds_unpack_opts o = {.size = s.st.size, .sha256 = s.st.sha256, .raw = 1};
+    ds_unpack_stats us;
+    ds_err err;
+    tar[dn - 1] ^= 1; /* in the end-of-archive blocks: tar still reads */
+    char *d1 = fresh_dir(s.tmp, "rbad1");
+    cr_assert_lt(unpack_from(d1, tar, dn, part, 1, &o, &us, &err), 0);
+    cr_assert_str_eq(err.reason, "sha256-mismatch", "%s", err.msg);
+    tar[dn - 1] ^= 1;
+    tar[dn] = 0;
+    char *d2 = fresh_dir(s.tmp, "rbad2");
+    cr_assert_lt(unpack_from(d2, tar, dn + 1, part, 1, &o, &us, &err), 0);
+    cr_assert_str_eq(err.reason, "too-large", "%s", err.msg);
+    char *d3 = fresh_dir(s.tmp, "rbad3");
+    cr_assert_lt(unpack_from(d3, tar, dn - 1, part, 1, &o, &us, &err), 0);
+    cr_assert(strcmp(err.reason, "size-mismatch") == 0 ||
+                  strcmp(err.reason, "corrupt-tar") == 0,
+              "%s: %s", err.reason, err.msg);
+    free(d1);
+    free(d2);
+    free(d3);
+    free(tar);
+    sample_free(&s);
+}
+
 Test(pack, throughput_and_progress, .timeout = 120)
 {
     sample s;

@@ -1,0 +1,683 @@
+/* partfetch.c - reading parts by (partition, offset); see partfetch.h. */
+#include "partfetch.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "log.h"
+#include "progress.h"
+
+/* A partition read from X goes on reading when its next wanted offset is
+ * at most this far ahead; farther, it is seeked there. */
+#define SKIP_AHEAD 8
+/* Partition count re-read at most this often (a ref to a partition the
+ * topic does not have: grown since, or a bad ref). */
+#define METADATA_EVERY_MS 5000
+/* Start-up retried this often while the cluster does not answer. */
+#define RETRY_MS 1000
+#define KEY_CAP  (DS_PART_KEY_MAX + 8)
+
+static void nap_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+enum { S_FREE, S_WANT, S_GOT, S_MISSING };
+
+typedef struct slot {
+    int state;
+    bool armed;   /* the partition reads from at most its offset on */
+    bool suspect; /* seen missing once: confirmed after a fresh seek */
+    uint64_t idx; /* which part of the fetch */
+    uint8_t key[KEY_CAP];
+    size_t keylen; /* may exceed KEY_CAP: then the key is wrong anyway */
+    uint8_t *val;
+    size_t vallen, valcap;
+    char why[160]; /* S_MISSING */
+} slot;
+
+struct ds_fetch {
+    ds_partfetch *pf;
+    ds_fetch *next;
+    char package[DS_PACKAGE_MAX + 1];
+    ds_part_ref *refs;
+    size_t n;
+    size_t head; /* the part next() hands out next */
+    slot win[DS_FETCH_WINDOW];
+    bool cancelled;
+    /* The reader's: the frame being checked and the bytes handed out. */
+    uint8_t *cur;
+    size_t curcap;
+    uint8_t *out;
+};
+
+typedef struct pstate {
+    bool resumed;
+    int64_t pos; /* offset the next record read has at least; -1 unknown */
+} pstate;
+
+struct ds_partfetch {
+    const ds_kconf *kc;
+    char topic[256];
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* slots changed, or cancel */
+    ds_fetch *fetches;
+    bool stop, started;
+    pthread_t thread;
+    ds_partfetch_stats st;
+
+    /* The fetcher thread's own. */
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *q;
+    pstate *ps;
+    int32_t nparts;
+    uint64_t metadata_ms;
+    uint64_t warned_ms;
+};
+
+/* ---- the fetcher thread ------------------------------------------------ */
+
+static int make_consumer(ds_partfetch *pf, ds_err *err)
+{
+    char errstr[512];
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    int rc;
+    /* Assign-only (2.0.2 wants a group.id for assign; it never joins it:
+     * on a secured cluster it needs Describe on despool.partfetch). */
+    if ((rc = ds_kconf_set(c, "group.id", "despool.partfetch", err)) < 0 ||
+        (rc = ds_kconf_set(c, "enable.auto.commit", "false", err)) < 0 ||
+        (rc = ds_kconf_set(c, "enable.auto.offset.store", "false", err)) < 0 ||
+        (rc = ds_kconf_set(c, "isolation.level", "read_committed", err)) < 0 ||
+        (rc = ds_kconf_set(c, "enable.partition.eof", "true", err)) < 0 ||
+        /* An offset out of range (a bad ref, or retention) reads on from
+         * the end: the partition's end then says the part is missing. */
+        (rc = ds_kconf_set(c, "auto.offset.reset", "latest", err)) < 0 ||
+        /* Memory is bounded by what is wanted (paused partitions fetch
+         * nothing), never by the prefetch limit, whose 1 s back-off in
+         * 2.0.2 would stall every partition that reached it. */
+        (rc = ds_kconf_set(c, "queued.max.messages.kbytes", "65536", err)) <
+            0 ||
+        (rc = ds_kconf_set(c, "fetch.max.bytes", "16777216", err)) < 0 ||
+        (rc = ds_kconf_set(c, "fetch.wait.max.ms", "100", err)) < 0 ||
+        (rc = ds_kconf_apply(pf->kc, c, err)) < 0) {
+        rd_kafka_conf_destroy(c);
+        return rc;
+    }
+    pf->rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, sizeof(errstr));
+    if (pf->rk == NULL) {
+        rd_kafka_conf_destroy(c);
+        return ds_err_set(err, -EINVAL, "kafka",
+                          "create part fetcher consumer: %s", errstr);
+    }
+    pthread_mutex_lock(&pf->mu);
+    pf->q = rd_kafka_queue_get_consumer(pf->rk);
+    pthread_mutex_unlock(&pf->mu);
+    return 0;
+}
+
+/* pkg.content's partition count from the cluster, 0 while unknown. */
+static int32_t partition_count(ds_partfetch *pf, ds_err *err)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(pf->rk, pf->topic, NULL);
+    if (rkt == NULL)
+        return ds_err_set(err, -ENOMEM, "internal", "topic handle %s",
+                          pf->topic);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(pf->rk, 0, rkt, &md, 5000);
+    rd_kafka_topic_destroy(rkt);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return ds_err_set(err, -EIO, "kafka", "metadata of %s: %s", pf->topic,
+                          rd_kafka_err2str(e));
+    int32_t n = 0;
+    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        n = md->topics[0].partition_cnt;
+    else if (md->topic_cnt == 1)
+        e = md->topics[0].err;
+    rd_kafka_metadata_destroy(md);
+    if (n <= 0)
+        return ds_err_set(err, -ENOENT, "kafka",
+                          "topic %s: %s (create it: see docs/DEPLOY.md)",
+                          pf->topic, e ? rd_kafka_err2str(e) : "no partitions");
+    return n;
+}
+
+/* Assign partitions [from, n) of the topic, paused: reading starts only
+ * where a part is wanted (seek, then resume). */
+static int assign_more(ds_partfetch *pf, int32_t n, ds_err *err)
+{
+    pstate *ps = realloc(pf->ps, (size_t)n * sizeof(*ps));
+    if (ps == NULL)
+        return ds_err_set(err, -ENOMEM, "internal", "part fetcher: memory");
+    pf->ps = ps;
+    rd_kafka_topic_partition_list_t *all = rd_kafka_topic_partition_list_new(n);
+    rd_kafka_topic_partition_list_t *add =
+        rd_kafka_topic_partition_list_new(n - pf->nparts);
+    for (int32_t p = 0; p < n; p++) {
+        rd_kafka_topic_partition_list_add(all, pf->topic, p)->offset = 0;
+        if (p >= pf->nparts) {
+            rd_kafka_topic_partition_list_add(add, pf->topic, p);
+            ps[p] = (pstate){.resumed = false, .pos = -1};
+        }
+    }
+    /* Paused first, at an absolute offset: no fetch and no offset lookup
+     * ever starts before the seek that sets where a partition is read
+     * (2.0.2 lets a lookup still in flight, for a logical offset such as
+     * END, override a later seek). */
+    rd_kafka_resp_err_t e = rd_kafka_pause_partitions(pf->rk, add);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+        e = rd_kafka_assign(pf->rk, all);
+    rd_kafka_topic_partition_list_destroy(all);
+    rd_kafka_topic_partition_list_destroy(add);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return ds_err_set(err, -EIO, "kafka", "assign %s [0..%d): %s",
+                          pf->topic, (int)n, rd_kafka_err2str(e));
+    pf->nparts = n;
+    return 0;
+}
+
+static void slot_missing(slot *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void slot_missing(slot *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->why, sizeof(s->why), fmt, ap);
+    va_end(ap);
+    s->state = S_MISSING;
+}
+
+/* Under mu: the reading of partition p went past s's offset without it.
+ * Missing for sure only if that happens again after a fresh seek: a seek
+ * can lose to an offset lookup still in flight in librdkafka 2.0.2 (the
+ * partition is then read from its end), and a part must never be called
+ * missing because of the client. */
+static void passed(ds_partfetch *pf, slot *s, int32_t p, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void passed(ds_partfetch *pf, slot *s, int32_t p, const char *fmt, ...)
+{
+    if (!s->suspect) {
+        s->suspect = true;
+        s->armed = false;
+        pf->ps[p].pos = -1;
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->why, sizeof(s->why), fmt, ap);
+    va_end(ap);
+    s->state = S_MISSING;
+}
+
+/* Visit every wanted slot (under mu). */
+#define FOR_WANTED(pf, f, s, r)                                                \
+    for (ds_fetch *f = (pf)->fetches; f != NULL; f = f->next)                  \
+        for (size_t i_ = f->head; i_ < f->n && i_ < f->head + DS_FETCH_WINDOW; \
+             i_++)                                                             \
+            for (slot *s = &f->win[i_ % DS_FETCH_WINDOW]; s != NULL; s = NULL) \
+                for (const ds_part_ref *r = &f->refs[i_]; r != NULL; r = NULL) \
+                    if (s->state == S_WANT)
+
+/* Under mu: where each partition must read. need[p] = lowest wanted
+ * offset, -1 for none. Refs to partitions the topic lacks are missing
+ * (after one metadata refresh, done by the caller: *refresh). */
+static void plan(ds_partfetch *pf, int64_t *need, bool *refresh)
+{
+    for (int32_t p = 0; p < pf->nparts; p++)
+        need[p] = -1;
+    uint64_t now = ds_mono_ms();
+    FOR_WANTED(pf, f, s, r)
+    {
+        if (r->partition >= pf->nparts) {
+            if (now - pf->metadata_ms < METADATA_EVERY_MS) {
+                slot_missing(s, "%s has %d partitions, the ref says %d",
+                             pf->topic, (int)pf->nparts, (int)r->partition);
+                pthread_cond_broadcast(&pf->cv);
+            } else {
+                *refresh = true;
+            }
+            continue;
+        }
+        if (need[r->partition] < 0 || r->offset < need[r->partition])
+            need[r->partition] = r->offset;
+    }
+}
+
+/* Under mu: after partition p was positioned at ps->pos, every wanted
+ * slot at or after it will be passed in order: arm them. */
+static void arm(ds_partfetch *pf, int32_t p)
+{
+    FOR_WANTED(pf, f, s, r)
+    if (r->partition == p && r->offset >= pf->ps[p].pos)
+        s->armed = true;
+}
+
+static void warn_rate(ds_partfetch *pf, const char *what, const char *detail)
+{
+    uint64_t now = ds_mono_ms();
+    if (now - pf->warned_ms < 10000)
+        return;
+    pf->warned_ms = now;
+    char q[600];
+    ds_warn("part-fetch-error", "topic=%s op=%s error=%s", pf->topic, what,
+            ds_log_quote(q, sizeof(q), detail));
+}
+
+/* Seek, resume or pause partitions as the plan says (not under mu: these
+ * talk to librdkafka's threads). Seeks are made synchronously, so no
+ * record from before a seek is returned after it. */
+static void apply(ds_partfetch *pf, const int64_t *need)
+{
+    rd_kafka_topic_partition_list_t *seek =
+        rd_kafka_topic_partition_list_new(4);
+    rd_kafka_topic_partition_list_t *resume =
+        rd_kafka_topic_partition_list_new(4);
+    rd_kafka_topic_partition_list_t *pause =
+        rd_kafka_topic_partition_list_new(4);
+    for (int32_t p = 0; p < pf->nparts; p++) {
+        pstate *ps = &pf->ps[p];
+        if (need[p] < 0) {
+            if (ps->resumed)
+                rd_kafka_topic_partition_list_add(pause, pf->topic, p);
+            continue;
+        }
+        if (ps->pos < 0 || need[p] < ps->pos || need[p] > ps->pos + SKIP_AHEAD)
+            rd_kafka_topic_partition_list_add(seek, pf->topic, p)->offset =
+                need[p];
+        if (!ps->resumed)
+            rd_kafka_topic_partition_list_add(resume, pf->topic, p);
+    }
+    if (pause->cnt > 0) {
+        rd_kafka_pause_partitions(pf->rk, pause);
+        for (int i = 0; i < pause->cnt; i++)
+            pf->ps[pause->elems[i].partition].resumed = false;
+    }
+    if (seek->cnt > 0) {
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(pf->rk, seek, 5000);
+        if (e != NULL) {
+            warn_rate(pf, "seek", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        } else {
+            pthread_mutex_lock(&pf->mu);
+            for (int i = 0; i < seek->cnt; i++) {
+                rd_kafka_topic_partition_t *t = &seek->elems[i];
+                if (t->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+                    /* Not started yet (just assigned): next round. */
+                    pf->ps[t->partition].pos = -1;
+                    continue;
+                }
+                pf->ps[t->partition].pos = t->offset;
+                pf->st.seeks++;
+            }
+            pthread_mutex_unlock(&pf->mu);
+        }
+    }
+    if (resume->cnt > 0) {
+        rd_kafka_resume_partitions(pf->rk, resume);
+        for (int i = 0; i < resume->cnt; i++)
+            pf->ps[resume->elems[i].partition].resumed = true;
+    }
+    pthread_mutex_lock(&pf->mu);
+    for (int32_t p = 0; p < pf->nparts; p++)
+        if (need[p] >= 0 && pf->ps[p].pos >= 0 && pf->ps[p].resumed)
+            arm(pf, p);
+    pthread_mutex_unlock(&pf->mu);
+    rd_kafka_topic_partition_list_destroy(seek);
+    rd_kafka_topic_partition_list_destroy(resume);
+    rd_kafka_topic_partition_list_destroy(pause);
+}
+
+static int keep(slot *s, const rd_kafka_message_t *m)
+{
+    if (s->valcap < m->len) {
+        uint8_t *v = realloc(s->val, m->len);
+        if (v == NULL)
+            return -1;
+        s->val = v;
+        s->valcap = m->len;
+    }
+    memcpy(s->val, m->payload, m->len);
+    s->vallen = m->len;
+    s->keylen = m->key_len;
+    memcpy(s->key, m->key, m->key_len < KEY_CAP ? m->key_len : KEY_CAP);
+    s->state = S_GOT;
+    return 0;
+}
+
+/* Under mu: a record (or an end or error) of partition p. */
+static void route(ds_partfetch *pf, const rd_kafka_message_t *m)
+{
+    int32_t p = m->partition;
+    if (p < 0 || p >= pf->nparts)
+        return;
+    pstate *ps = &pf->ps[p];
+    bool changed = false;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        ps->pos = m->offset;
+        FOR_WANTED(pf, f, s, r)
+        if (s->armed && r->partition == p) {
+            passed(pf, s, p, "partition %d ends at offset %lld", (int)p,
+                   (long long)m->offset);
+            changed = true;
+        }
+    } else if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+            m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+            ps->pos = -1; /* stopped: seek again for anything else */
+            FOR_WANTED(pf, f, s, r)
+            if (s->armed && r->partition == p) {
+                passed(pf, s, p, "offset out of range of partition %d: %s",
+                       (int)p, rd_kafka_message_errstr(m));
+                changed = true;
+            }
+        } else {
+            warn_rate(pf, "fetch", rd_kafka_message_errstr(m));
+        }
+    } else {
+        pf->st.records++;
+        ps->pos = m->offset + 1;
+        bool used = false;
+        FOR_WANTED(pf, f, s, r)
+        {
+            if (r->partition != p)
+                continue;
+            if (r->offset == m->offset) {
+                if (m->payload == NULL) {
+                    slot_missing(s, "a tombstone at partition %d offset %lld",
+                                 (int)p, (long long)m->offset);
+                } else if (keep(s, m) < 0) {
+                    slot_missing(s, "out of memory keeping %zu bytes", m->len);
+                    s->why[0] = '!'; /* internal, not the input's fault */
+                }
+                used = changed = true;
+            } else if (s->armed && r->offset < m->offset) {
+                passed(pf, s, p,
+                       "the first record at or after offset %lld of "
+                       "partition %d is at %lld",
+                       (long long)r->offset, (int)p, (long long)m->offset);
+                changed = true;
+            }
+        }
+        if (!used)
+            pf->st.dropped++;
+    }
+    if (changed)
+        pthread_cond_broadcast(&pf->cv);
+}
+
+static void *fetcher_main(void *arg)
+{
+    ds_partfetch *pf = arg;
+    ds_err err;
+    int64_t *need = NULL;
+    int32_t needcap = 0;
+    for (;;) {
+        pthread_mutex_lock(&pf->mu);
+        bool stop = pf->stop;
+        pthread_mutex_unlock(&pf->mu);
+        if (stop)
+            break;
+        if (pf->rk == NULL && make_consumer(pf, &err) < 0) {
+            warn_rate(pf, "create consumer", err.msg);
+            nap_ms(RETRY_MS);
+            continue;
+        }
+        bool refresh = pf->nparts == 0;
+        if (!refresh) {
+            if (needcap < pf->nparts) {
+                int64_t *nn = realloc(need, (size_t)pf->nparts * sizeof(*nn));
+                if (nn == NULL) {
+                    nap_ms(RETRY_MS);
+                    continue;
+                }
+                need = nn;
+                needcap = pf->nparts;
+            }
+            pthread_mutex_lock(&pf->mu);
+            plan(pf, need, &refresh);
+            pthread_mutex_unlock(&pf->mu);
+            apply(pf, need);
+        }
+        if (refresh) {
+            pf->metadata_ms = ds_mono_ms();
+            int32_t n = partition_count(pf, &err);
+            if (n < 0 || (n > pf->nparts && assign_more(pf, n, &err) < 0)) {
+                warn_rate(pf, "assign", err.msg);
+                nap_ms(RETRY_MS);
+            }
+            continue;
+        }
+        /* Take what has arrived; the reader's advance wakes the poll. */
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(pf->rk, 100);
+        for (int k = 0; m != NULL && k < 64; k++) {
+            pthread_mutex_lock(&pf->mu);
+            route(pf, m);
+            pthread_mutex_unlock(&pf->mu);
+            rd_kafka_message_destroy(m);
+            m = rd_kafka_consumer_poll(pf->rk, 0);
+        }
+        if (m != NULL) {
+            pthread_mutex_lock(&pf->mu);
+            route(pf, m);
+            pthread_mutex_unlock(&pf->mu);
+            rd_kafka_message_destroy(m);
+        }
+    }
+    free(need);
+    return NULL;
+}
+
+/* ---- the API ------------------------------------------------------------ */
+
+int ds_partfetch_new(const ds_kconf *kc, const char *topic, ds_partfetch **out,
+                     ds_err *err)
+{
+    ds_partfetch *pf = calloc(1, sizeof(*pf));
+    if (pf == NULL)
+        return ds_err_set(err, -ENOMEM, "internal", "part fetcher: memory");
+    pf->kc = kc;
+    snprintf(pf->topic, sizeof(pf->topic), "%s", topic);
+    pthread_mutex_init(&pf->mu, NULL);
+    pthread_cond_init(&pf->cv, NULL);
+    *out = pf;
+    return 0;
+}
+
+/* Under mu: the fetcher re-plans after each poll; a yield ends the poll
+ * now. */
+static void wake(ds_partfetch *pf)
+{
+    if (pf->q != NULL)
+        rd_kafka_queue_yield(pf->q);
+}
+
+void ds_partfetch_free(ds_partfetch *pf)
+{
+    if (pf == NULL)
+        return;
+    pthread_mutex_lock(&pf->mu);
+    pf->stop = true;
+    bool started = pf->started;
+    wake(pf);
+    pthread_mutex_unlock(&pf->mu);
+    if (started) {
+        pthread_join(pf->thread, NULL);
+    }
+    if (pf->q != NULL)
+        rd_kafka_queue_destroy(pf->q);
+    if (pf->rk != NULL)
+        rd_kafka_destroy_flags(pf->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    free(pf->ps);
+    pthread_cond_destroy(&pf->cv);
+    pthread_mutex_destroy(&pf->mu);
+    free(pf);
+}
+
+static void slot_want(slot *s, uint64_t idx)
+{
+    s->state = S_WANT;
+    s->armed = false;
+    s->idx = idx;
+    s->why[0] = '\0';
+}
+
+int ds_fetch_open(ds_partfetch *pf, const char *package,
+                  const ds_part_ref *refs, size_t n, ds_fetch **out,
+                  ds_err *err)
+{
+    ds_fetch *f = calloc(1, sizeof(*f));
+    if (f == NULL || (f->refs = malloc((n ? n : 1) * sizeof(*refs))) == NULL ||
+        (f->out = malloc(DS_PART_SIZE_MAX)) == NULL) {
+        if (f != NULL)
+            free(f->refs);
+        free(f);
+        return ds_err_set(err, -ENOMEM, "internal",
+                          "fetch %zu parts of %s: out of memory", n, package);
+    }
+    memcpy(f->refs, refs, n * sizeof(*refs));
+    f->n = n;
+    f->pf = pf;
+    snprintf(f->package, sizeof(f->package), "%s", package);
+    for (size_t i = 0; i < n && i < DS_FETCH_WINDOW; i++)
+        slot_want(&f->win[i], i);
+    pthread_mutex_lock(&pf->mu);
+    int rc = 0;
+    if (!pf->started) {
+        rc = pthread_create(&pf->thread, NULL, fetcher_main, pf);
+        if (rc == 0)
+            pf->started = true;
+    }
+    if (rc == 0) {
+        f->next = pf->fetches;
+        pf->fetches = f;
+        wake(pf);
+    }
+    pthread_mutex_unlock(&pf->mu);
+    if (rc != 0) {
+        errno = rc;
+        ds_fetch_close(f);
+        return ds_err_sys(err, "internal", "start the part fetcher thread");
+    }
+    *out = f;
+    return 0;
+}
+
+int ds_fetch_next(ds_fetch *f, const void **buf, size_t *len, ds_err *err)
+{
+    ds_partfetch *pf = f->pf;
+    char hx[2 * DS_SHA256_LEN + 1];
+    pthread_mutex_lock(&pf->mu);
+    if (f->head == f->n) {
+        pthread_mutex_unlock(&pf->mu);
+        return 0;
+    }
+    size_t i = f->head;
+    const ds_part_ref *r = &f->refs[i];
+    slot *s = &f->win[i % DS_FETCH_WINDOW];
+    while (s->state == S_WANT && !f->cancelled)
+        pthread_cond_wait(&pf->cv, &pf->mu);
+    if (f->cancelled) {
+        pthread_mutex_unlock(&pf->mu);
+        return ds_err_set(err, -ECANCELED, "cancelled",
+                          "fetch of %s cancelled at part %zu of %zu",
+                          f->package, i, f->n);
+    }
+    if (s->state == S_MISSING) {
+        int internal = s->why[0] == '!';
+        int rc = ds_err_set(
+            err, internal ? -ENOMEM : -ENOENT,
+            internal ? "internal" : "part-missing",
+            "part %zu of %zu of %s (%s) is not at %s "
+            "partition %d offset %lld: %s",
+            i, f->n, f->package, ds_hex(hx, r->id, DS_SHA256_LEN), pf->topic,
+            (int)r->partition, (long long)r->offset, s->why + internal);
+        pthread_mutex_unlock(&pf->mu);
+        return rc;
+    }
+    /* Take the record's bytes; the slot moves on to part i + window. */
+    uint8_t *v = s->val;
+    size_t vlen = s->vallen, vcap = s->valcap;
+    uint8_t key[KEY_CAP];
+    size_t klen = s->keylen;
+    memcpy(key, s->key, klen < KEY_CAP ? klen : KEY_CAP);
+    s->val = f->cur;
+    s->valcap = f->curcap;
+    f->cur = v;
+    f->curcap = vcap;
+    s->state = S_FREE;
+    f->head++;
+    if (i + DS_FETCH_WINDOW < f->n)
+        slot_want(s, i + DS_FETCH_WINDOW);
+    pf->st.parts++;
+    pf->st.bytes += vlen;
+    wake(pf);
+    pthread_mutex_unlock(&pf->mu);
+
+    ds_part p;
+    int rc;
+    if (klen > KEY_CAP)
+        klen = KEY_CAP; /* longer than any part key: fails the check */
+    if ((rc = ds_part_decode(f->cur, vlen, &p, err)) < 0 ||
+        (rc = ds_part_check(&p, key, klen, f->package, r, err)) < 0 ||
+        (rc = ds_part_verify(&p, f->out, DS_PART_SIZE_MAX, err)) < 0) {
+        if (strcmp(err->reason, "internal") != 0) {
+            char msg[DS_ERRMSG_MAX];
+            snprintf(msg, sizeof(msg), "%s", err->msg);
+            return ds_err_set(err, -EINVAL, "part-mismatch",
+                              "part %zu of %zu at %s partition %d offset "
+                              "%lld: %s",
+                              i, f->n, pf->topic, (int)r->partition,
+                              (long long)r->offset, msg);
+        }
+        return rc;
+    }
+    *buf = f->out;
+    *len = p.size;
+    return 1;
+}
+
+void ds_fetch_cancel(ds_fetch *f)
+{
+    pthread_mutex_lock(&f->pf->mu);
+    f->cancelled = true;
+    pthread_cond_broadcast(&f->pf->cv);
+    pthread_mutex_unlock(&f->pf->mu);
+}
+
+void ds_fetch_close(ds_fetch *f)
+{
+    if (f == NULL)
+        return;
+    ds_partfetch *pf = f->pf;
+    pthread_mutex_lock(&pf->mu);
+    for (ds_fetch **pp = &pf->fetches; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == f) {
+            *pp = f->next;
+            break;
+        }
+    wake(pf);
+    pthread_mutex_unlock(&pf->mu);
+    for (size_t i = 0; i < DS_FETCH_WINDOW; i++)
+        free(f->win[i].val);
+    free(f->cur);
+    free(f->out);
+    free(f->refs);
+    free(f);
+}
+
+void ds_partfetch_stats_get(ds_partfetch *pf, ds_partfetch_stats *st)
+{
+    pthread_mutex_lock(&pf->mu);
+    *st = pf->st;
+    pthread_mutex_unlock(&pf->mu);
+}
