@@ -95,7 +95,18 @@ void note_offset(worker *w, int32_t partition, int64_t offset)
         return;
     int64_t expect = p->expect;
     p->expect = offset + 1;
-    if (expect < 0 || offset <= expect)
+    p->gap_before = expect >= 0 && offset > expect;
+    if (expect < 0) {
+        /* The first event read here: removed records before it show as a
+         * start past the log's start (compaction keeps the log start). */
+        int64_t lo = -1, hi = -1;
+        p->gap_before = rd_kafka_get_watermark_offsets(
+                            w->consumer, DS_TOPIC_UPDATES, partition, &lo,
+                            &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+                        lo >= 0 && offset > lo;
+        return;
+    }
+    if (offset <= expect)
         return;
     int64_t lo = -1, hi = -1;
     /* The cached figures come with every fetch response; ask the broker
@@ -104,8 +115,12 @@ void note_offset(worker *w, int32_t partition, int64_t offset)
                                        &lo,
                                        &hi) != RD_KAFKA_RESP_ERR_NO_ERROR ||
         lo <= expect) {
-        if (offset - expect < 2)
+        /* A compacted partition is full of gaps: ask at most once a
+         * second. */
+        uint64_t now = ds_mono_ms();
+        if (offset - expect < 2 || now - p->wm_query_ms < 1000)
             return;
+        p->wm_query_ms = now;
         if (rd_kafka_query_watermark_offsets(
                 w->consumer, DS_TOPIC_UPDATES, partition, &lo, &hi,
                 WATERMARK_TIMEOUT_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)

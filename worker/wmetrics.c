@@ -55,6 +55,13 @@ void update_gauges(worker *w)
     for (flight *f = w->flights; f != NULL; f = f->next)
         in_flight += f->u != NULL;
     ds_metrics_set(w->met, DS_G_IN_FLIGHT, in_flight);
+    if (w->pf != NULL) {
+        ds_partfetch_stats st;
+        ds_partfetch_stats_get(w->pf, &st);
+        ds_metrics_add(w->met, DS_C_PARTS, st.parts - w->pf_seen.parts);
+        ds_metrics_add(w->met, DS_C_PART_BYTES, st.bytes - w->pf_seen.bytes);
+        w->pf_seen = st;
+    }
     rd_kafka_topic_partition_list_t *ask =
         rd_kafka_topic_partition_list_new(w->nparts > 0 ? w->nparts : 1);
     for (int32_t i = 0; i < w->nparts; i++)

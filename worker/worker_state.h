@@ -94,7 +94,10 @@ typedef struct part {
     int64_t seek_to;
     int64_t expect;  /* offset the next event should have, -1 unknown */
     int64_t gap_end; /* first offset after the last events-missing gap */
-    bool at_eof;     /* the last thing read was the partition's end */
+    bool gap_before; /* records were removed right before the last one */
+    bool compacted_logged;
+    uint64_t wm_query_ms; /* last watermark query for a gap */
+    bool at_eof;          /* the last thing read was the partition's end */
     int64_t eof_offset;
 } part;
 
@@ -114,9 +117,10 @@ typedef struct worker {
     rd_kafka_queue_t *cqueue;
     ds_library *lib;
     ds_refetch *refetch;
-    ds_partfetch *pf; /* schema v2's parts (partfetch.h) */
-    dl_job *jobs;     /* dead letters waiting for a re-read */
-    rf_pos *rfpos;    /* where the refetch consumer reads */
+    ds_partfetch *pf;           /* schema v2's parts (partfetch.h) */
+    ds_partfetch_stats pf_seen; /* counted into metrics so far */
+    dl_job *jobs;               /* dead letters waiting for a re-read */
+    rf_pos *rfpos;              /* where the refetch consumer reads */
     int nrfpos;
     uint64_t pump_after_ms;  /* dead letters wait until then */
     uint64_t rf_assigned_ms; /* last change of the refetch assignment */
