@@ -1278,10 +1278,3 @@ out:
         *removed = count;
     return rc;
 }
-/* TEMPSTUB: replaced by the retire helper's implementation. */
-int ds_library_retire(ds_library *lib, const char *package, int action,
-                      uint64_t *current, ds_err *err)
-{
-    (void)action;
-    return ds_library_current(lib, package, current, err);
-}

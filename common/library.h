@@ -142,11 +142,6 @@ int ds_library_finalize(ds_library *lib, const char *package, uint64_t version,
  * NULL is fine. */
 void ds_library_mark_release(ds_library_mark *mark);
 
-/* What a site does with a retired package (TEMP: helper's API). */
-enum { DS_RETIRE_KEEP = 0, DS_RETIRE_REMOVE = 1 };
-int ds_library_retire(ds_library *lib, const char *package, int action,
-                      uint64_t *current, ds_err *err);
-
 /* Remove a staging directory (abandoned or failed update). */
 int ds_library_discard(ds_library *lib, const char *staging, ds_err *err);
 

@@ -25,7 +25,6 @@ typedef struct ds_worker_opts {
     unsigned max_in_flight;         /* updates extracting at once, >= 1 */
     const char *metrics_addr;       /* --metrics HOST:PORT, or NULL */
     const char *trusted_keys;       /* require signatures by these, or NULL */
-    int on_retire; /* DS_RETIRE_KEEP (default) or DS_RETIRE_REMOVE */
     volatile sig_atomic_t *stop; /* set by SIGTERM/SIGINT */
 } ds_worker_opts;
 
