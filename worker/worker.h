@@ -26,6 +26,8 @@ typedef struct ds_worker_opts {
     const char *metrics_addr;       /* --metrics HOST:PORT, or NULL */
     const char *trusted_keys;       /* require signatures by these, or NULL */
     volatile sig_atomic_t *stop;    /* set by SIGTERM/SIGINT */
+    /* DS_RETIRE_KEEP (default) or DS_RETIRE_REMOVE (--on-retire) */
+    int on_retire;
 } ds_worker_opts;
 
 /* Run until *stop is set (returns 0 after a clean shutdown: in-flight
