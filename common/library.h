@@ -66,8 +66,11 @@ typedef enum ds_finalize_result {
 } ds_finalize_result;
 
 /* Test seam: called at named points of finalize ("before-rename",
- * "before-swap", "before-fsync"); a non-zero return aborts finalize there
- * with that code, as a crash would, leaving the disk as it is. */
+ * "before-swap", "before-fsync") and of a retire ("retire-before-marker":
+ * the marker's temporary file written, not renamed; "retire-before-move";
+ * "retire-before-delete": the package moved to the trash, as if deleting
+ * it failed); a non-zero return aborts there with that code, as a crash
+ * would, leaving the disk as it is. */
 typedef int (*ds_library_fault_fn)(void *ctx, const char *point);
 
 /* Open (creating if needed) the library at root. keep_versions >= 1 is how

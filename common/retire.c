@@ -175,7 +175,7 @@ static int write_marker(ds_library *lib, const char *pkg, int pkgfd,
     snprintf(shown, sizeof(shown), "%s/%s/%s", lib->root, pkg, tmp);
     if ((rc = ds_lib_durable(lib, mark, pkgfd, shown, err)) < 0)
         goto fail;
-    if ((rc = fault(lib, "retire-before-rename", pkg, err)) < 0)
+    if ((rc = fault(lib, "retire-before-marker", pkg, err)) < 0)
         return rc; /* as a crash: the temporary file stays */
     if (renameat(pkgfd, tmp, pkgfd, RETIRED_NAME) < 0) {
         rc = ds_err_sys(err, "io-error", "rename %s/%s/%s to " RETIRED_NAME,

@@ -317,10 +317,10 @@ Test(retire, crash_while_marking_leaves_no_marker)
     uint64_t cur;
     char pkgdir[PATH_MAX];
     put_version(lib, PKG, 1);
-    ds_library_set_fault(lib, fault_at, (void *)"retire-before-rename");
+    ds_library_set_fault(lib, fault_at, (void *)"retire-before-marker");
     cr_assert_eq(retire(lib, PKG, DS_RETIRE_KEEP, &cur, &err), -ECANCELED);
     cr_assert_str_eq(err.reason, "io-error");
-    cr_assert(strstr(err.msg, "retire-before-rename") != NULL, "%s", err.msg);
+    cr_assert(strstr(err.msg, "retire-before-marker") != NULL, "%s", err.msg);
     ds_library_set_fault(lib, NULL, NULL);
     cr_assert_eq(retired_of(lib, PKG), 0);
     PATHF(pkgdir, "%s/%s", root, PKG);
@@ -642,6 +642,14 @@ Test(retire, errors_name_the_path)
     cr_assert_eq(retire(lib, PKG, DS_RETIRE_KEEP, &cur, &err), 0, "%s",
                  err.msg);
     cr_assert_eq(retired_of(lib, PKG), 1);
+
+    /* A removal stopped before its rename changed nothing. */
+    ds_library_set_fault(lib, fault_at, (void *)"retire-before-move");
+    cr_assert_eq(retire(lib, PKG, DS_RETIRE_REMOVE, &cur, &err), -ECANCELED);
+    ds_library_set_fault(lib, NULL, NULL);
+    cr_assert_eq(current_of(lib, PKG), 1);
+    cr_assert_eq(retired_of(lib, PKG), 1);
+    cr_assert_eq(count_entries(trash), 0);
     ds_library_close(lib);
     remove_tmpdir(root);
 }
