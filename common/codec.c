@@ -248,7 +248,10 @@ static const struct field status_fields[S_NFIELDS] = {
     [S_AT_MS] = {"at_ms", K_UINT, 0, true},
 };
 
-static const char *const status_states[] = {"published", "installed", "failed"};
+/* retired (schema v2 section 11): a site acted on the package's retire
+ * (detail "kept" or "removed"), or, for _published, pkgpub retired it. */
+static const char *const status_states[] = {"published", "installed", "failed",
+                                            "retired"};
 
 static bool key_is(const msgpack_object *key, const char *name)
 {
@@ -474,7 +477,7 @@ static int check_status(const char *op, const ds_status *st, ds_err *err)
     if (!known)
         return ds_err_set(err, -EINVAL, BAD,
                           "%s: field \"state\": \"%s\" unknown, expected "
-                          "published, installed or failed",
+                          "published, installed, failed or retired",
                           op, ds_err_excerpt(ex, sizeof(ex), st->state, tlen));
     return 0;
 }

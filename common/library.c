@@ -4,7 +4,9 @@
  * (one package at a time: an odd package is refused, the others start),
  * and the finalize protocol that moves a fully written, synced staging
  * tree to versions/<V> and swaps current to it, durably and never
- * backwards. Layout and protocol: library.h and DESIGN.md.
+ * backwards. Layout and protocol: library.h and DESIGN.md. What happens
+ * to a retired package (kept and marked, or removed) is retire.c's; the
+ * two share the handle and a few helpers through library_int.h.
  *
  * Durability: every update's three durability points (the staged tree,
  * its versions/ entry, the swap of current) and the directory syncs among
@@ -24,6 +26,7 @@
  * error somebody else already saw.
  */
 #include "library.h"
+#include "library_int.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -41,44 +44,12 @@
 #include "groupsync.h"
 #include "log.h"
 
-#define TOKEN_BYTES      8
-#define TOKEN_LEN        (2 * TOKEN_BYTES)
-#define NAME_MAX_PKG     128 /* [A-Za-z0-9][A-Za-z0-9._-]{0,127} */
 #define NAME_MAX_TAG     128
 #define VERSION_NAME_MAX 21 /* UINT64_MAX has 20 digits */
 /* Staging entry: <token>-<tag>; also <token>-prune-<V> while pruning. */
 #define STAGE_NAME_MAX (TOKEN_LEN + 1 + NAME_MAX_TAG + 1)
-#define OPEN_DIR       (O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
 #define TMP_PREFIX     ".current."
 #define TMP_SUFFIX     ".tmp"
-
-/*
- * Everything is done with *at() calls relative to descriptors opened with
- * O_NOFOLLOW, so a symlink planted in the library (a package directory,
- * .staging, versions) is refused instead of followed. The struct is
- * immutable after open and the start-up cleanup (except the test-only
- * fault hook and the group sync, which has its own lock), so threads may
- * share one handle; every call
- * opens its own descriptors, including the package lock, whose flock is per
- * open file description and therefore excludes threads of one process as well
- * as other processes.
- */
-struct ds_library {
-    char *root;    /* realpath of the library root */
-    int rootfd;    /* the root directory */
-    int workersfd; /* <root>/.despool/workers */
-    int tokenfd;   /* <token>.lock, flock(LOCK_EX) held until close */
-    char token[TOKEN_LEN + 1];
-    unsigned keep;
-    dev_t dev;        /* the root's filesystem */
-    ds_groupsync *gs; /* group commit of syncfs on it, shared by threads */
-    ds_library_fault_fn fault;
-    void *fault_ctx;
-    /* Packages refused by the last start-up cleanup (written there only,
-     * before threads share the handle). */
-    struct refusal *refused;
-    size_t nrefused;
-};
 
 struct refusal {
     char pkg[NAME_MAX_PKG + 1];
@@ -109,7 +80,7 @@ static bool valid_name(const char *s, size_t max)
     return true;
 }
 
-static int check_package(const char *pkg, ds_err *err)
+int ds_lib_check_package(const char *pkg, ds_err *err)
 {
     if (!valid_name(pkg, NAME_MAX_PKG))
         return ds_err_set(err, -EINVAL, "internal",
@@ -118,7 +89,7 @@ static int check_package(const char *pkg, ds_err *err)
     return 0;
 }
 
-static bool is_token(const char *s, size_t len)
+bool ds_lib_is_token(const char *s, size_t len)
 {
     if (len != TOKEN_LEN)
         return false;
@@ -195,7 +166,7 @@ static int open_dir_at(int dirfd, const char *name, const char *shown, int *out,
 
 /* What name under dirfd is, for a message: "a regular file", "a symlink
  * to \"/tmp\"", ... into buf. */
-static const char *describe(int dirfd, const char *name, char *buf, size_t n)
+const char *ds_lib_describe(int dirfd, const char *name, char *buf, size_t n)
 {
     struct stat st;
     if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -224,7 +195,7 @@ static const char *describe(int dirfd, const char *name, char *buf, size_t n)
  * operator should do (fix): the library never follows a symlink and never
  * takes over a non-directory. ENOENT is returned as is (callers decide).
  */
-static int open_part(int dirfd, const char *name, const char *shown,
+int ds_lib_open_part(int dirfd, const char *name, const char *shown,
                      const char *fix, int *out, ds_err *err)
 {
     *out = openat(dirfd, name, OPEN_DIR);
@@ -233,7 +204,7 @@ static int open_part(int dirfd, const char *name, const char *shown,
     int e = errno;
     if (e == ENOTDIR || e == ELOOP) {
         char kind[320];
-        describe(dirfd, name, kind, sizeof(kind));
+        ds_lib_describe(dirfd, name, kind, sizeof(kind));
         return ds_err_set(err, -ENOTDIR, "io-error",
                           "open %s: it is %s, not a directory%s; %s", shown,
                           kind,
@@ -249,8 +220,6 @@ static int open_part(int dirfd, const char *name, const char *shown,
     return ds_err_sys(err, "io-error", "open %s", shown);
 }
 
-#define FIX_PKG                                                                \
-    "move it out of the library (this path is the package's directory)"
 #define FIX_STAGING                                                            \
     "remove it (.staging only ever holds work in progress; a restart "         \
     "removes it too)"
@@ -259,7 +228,7 @@ static int open_part(int dirfd, const char *name, const char *shown,
     "versions)"
 
 /* rm -rf name under dirfd; the message names the full path. */
-static int rm_in(const char *dir, int dirfd, const char *name, ds_err *err)
+int ds_lib_rm_in(const char *dir, int dirfd, const char *name, ds_err *err)
 {
     ds_err inner;
     ds_err_clear(&inner);
@@ -270,7 +239,7 @@ static int rm_in(const char *dir, int dirfd, const char *name, ds_err *err)
     return 0;
 }
 
-static void close_fd(int fd)
+void ds_lib_close_fd(int fd)
 {
     if (fd >= 0)
         close(fd);
@@ -407,7 +376,7 @@ int ds_library_open(const char *root, unsigned keep_versions, ds_library **out,
     *out = lib;
     return 0;
 fail:
-    close_fd(dfd);
+    ds_lib_close_fd(dfd);
     ds_library_close(lib);
     return rc;
 }
@@ -426,10 +395,10 @@ void ds_library_close(ds_library *lib)
         unlinkat(lib->workersfd, name, 0);
         close(lib->tokenfd);
     }
-    close_fd(lib->workersfd);
+    ds_lib_close_fd(lib->workersfd);
     ds_groupsync_free(lib->gs);
     free(lib->refused);
-    close_fd(lib->rootfd);
+    ds_lib_close_fd(lib->rootfd);
     free(lib->root);
     free(lib);
 }
@@ -460,12 +429,13 @@ static int read_current(const ds_library *lib, const char *pkg, int pkgfd,
             return 0;
         if (errno == EINVAL) {
             char kind[320];
-            return ds_err_set(err, -EINVAL, "io-error",
-                              "readlink %s/%s/current: it is %s, not a "
-                              "symlink; move it out of the package directory "
-                              "(current is the symlink to the live version)",
-                              lib->root, pkg,
-                              describe(pkgfd, "current", kind, sizeof(kind)));
+            return ds_err_set(
+                err, -EINVAL, "io-error",
+                "readlink %s/%s/current: it is %s, not a "
+                "symlink; move it out of the package directory "
+                "(current is the symlink to the live version)",
+                lib->root, pkg,
+                ds_lib_describe(pkgfd, "current", kind, sizeof(kind)));
         }
         return ds_err_sys(err, "io-error", "readlink %s/%s/current", lib->root,
                           pkg);
@@ -489,10 +459,11 @@ static int read_current(const ds_library *lib, const char *pkg, int pkgfd,
 /*
  * The parts of an open package directory that updates use, each absent or
  * of the right kind: .staging and versions directories we can open, .lock
- * a regular file, current a symlink to versions/<n> (its version in *cur).
+ * and the retired marker regular files, current a symlink to versions/<n>
+ * (its version in *cur).
  * The error names the path, what is there and what to do.
  */
-static int check_parts(const ds_library *lib, const char *pkg, int pkgfd,
+int ds_lib_check_parts(const ds_library *lib, const char *pkg, int pkgfd,
                        uint64_t *cur, ds_err *err)
 {
     static const struct {
@@ -503,21 +474,31 @@ static int check_parts(const ds_library *lib, const char *pkg, int pkgfd,
         int fd;
         snprintf(shown, sizeof(shown), "%s/%s/%s", lib->root, pkg,
                  dirs[i].name);
-        int rc = open_part(pkgfd, dirs[i].name, shown, dirs[i].fix, &fd, err);
+        int rc =
+            ds_lib_open_part(pkgfd, dirs[i].name, shown, dirs[i].fix, &fd, err);
         if (rc < 0 && rc != -ENOENT)
             return rc;
-        close_fd(fd);
+        ds_lib_close_fd(fd);
     }
-    struct stat st;
-    if (fstatat(pkgfd, ".lock", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-        !S_ISREG(st.st_mode)) {
-        char kind[320];
-        return ds_err_set(err, -EINVAL, "io-error",
-                          "check %s/%s/.lock: it is %s, not a regular file; "
-                          "remove it (the package's finalize lock is "
-                          "recreated)",
-                          lib->root, pkg,
-                          describe(pkgfd, ".lock", kind, sizeof(kind)));
+    static const struct {
+        const char *name, *fix;
+    } files[] = {
+        {".lock", "the package's finalize lock is recreated"},
+        {RETIRED_NAME, "the marker of a kept retired package; a retire "
+                       "writes it again"},
+    };
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        struct stat st;
+        if (fstatat(pkgfd, files[i].name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            !S_ISREG(st.st_mode)) {
+            char kind[320];
+            return ds_err_set(
+                err, -EINVAL, "io-error",
+                "check %s/%s/%s: it is %s, not a regular file; remove it (%s)",
+                lib->root, pkg, files[i].name,
+                ds_lib_describe(pkgfd, files[i].name, kind, sizeof(kind)),
+                files[i].fix);
+        }
     }
     return read_current(lib, pkg, pkgfd, cur, err);
 }
@@ -526,18 +507,18 @@ int ds_library_current(ds_library *lib, const char *package, uint64_t *version,
                        ds_err *err)
 {
     *version = 0;
-    int rc = check_package(package, err);
+    int rc = ds_lib_check_package(package, err);
     if (rc < 0)
         return rc;
     char shown[PATH_MAX + 32];
     snprintf(shown, sizeof(shown), "%s/%s", lib->root, package);
     int pkgfd;
-    rc = open_part(lib->rootfd, package, shown, FIX_PKG, &pkgfd, err);
+    rc = ds_lib_open_part(lib->rootfd, package, shown, FIX_PKG, &pkgfd, err);
     if (rc == -ENOENT)
         return 0; /* no package yet */
     if (rc < 0)
         return rc;
-    rc = check_parts(lib, package, pkgfd, version, err);
+    rc = ds_lib_check_parts(lib, package, pkgfd, version, err);
     if (rc < 0)
         *version = 0;
     close(pkgfd);
@@ -550,8 +531,67 @@ void ds_library_mark_release(ds_library_mark *mark)
 {
     if (mark == NULL)
         return;
-    close_fd(mark->fd);
+    ds_lib_close_fd(mark->fd);
     mark->fd = -1;
+}
+
+int ds_lib_mark_fs(ds_library *lib, int pkgfd, const char *shown,
+                   ds_library_mark *mark, ds_err *err)
+{
+    /* A package on another filesystem (a mount at <root>/<pkg>): the group
+     * does not cover it; a descriptor of its own, opened before the first
+     * write there, carries the error cursor its syncs will read. */
+    struct stat st;
+    if (fstat(pkgfd, &st) < 0)
+        return ds_err_sys(err, "io-error", "stat %s", shown);
+    if (st.st_dev == lib->dev || mark->fd >= 0)
+        return 0;
+    mark->fd = openat(pkgfd, ".", OPEN_DIR);
+    if (mark->fd < 0)
+        return ds_err_sys(err, "io-error", "open %s", shown);
+    mark->dev = (uint64_t)st.st_dev;
+    return 0;
+}
+
+int ds_lib_lock_package(ds_library *lib, const char *pkg, int pkgfd,
+                        const char *op, int *lockfd, ds_err *err)
+{
+    *lockfd =
+        openat(pkgfd, ".lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (*lockfd < 0)
+        return ds_err_sys(err, "io-error", "%s: open %s/%s/.lock", op,
+                          lib->root, pkg);
+    int rc;
+    while ((rc = flock(*lockfd, LOCK_EX)) < 0 && errno == EINTR)
+        ;
+    if (rc < 0) {
+        rc = ds_err_sys(err, "io-error", "%s: flock %s/%s/.lock", op, lib->root,
+                        pkg);
+        goto fail;
+    }
+    /* The lock is the directory's (.lock moves with it): if a removal
+     * renamed the directory away while we waited, <root>/<pkg> is now
+     * another directory or nothing, and work in the moved tree would be
+     * deleted with it. */
+    struct stat mine, named;
+    if (fstat(pkgfd, &mine) < 0) {
+        rc = ds_err_sys(err, "io-error", "%s: stat %s/%s", op, lib->root, pkg);
+        goto fail;
+    }
+    if (fstatat(lib->rootfd, pkg, &named, AT_SYMLINK_NOFOLLOW) < 0 ||
+        named.st_dev != mine.st_dev || named.st_ino != mine.st_ino) {
+        rc = ds_err_set(err, -ESTALE, "io-error",
+                        "%s %s/%s: the package directory was moved away while "
+                        "waiting for its lock (the package was removed by a "
+                        "retire); start over",
+                        op, lib->root, pkg);
+        goto fail;
+    }
+    return 0;
+fail:
+    close(*lockfd);
+    *lockfd = -1;
+    return rc;
 }
 
 int ds_library_stage(ds_library *lib, const char *package, const char *tag,
@@ -562,7 +602,7 @@ int ds_library_stage(ds_library *lib, const char *package, const char *tag,
      * group counts against this update. */
     *mark = (ds_library_mark){.fd = -1};
     ds_groupsync_begin(lib->gs, &mark->since);
-    int rc = check_package(package, err);
+    int rc = ds_lib_check_package(package, err);
     if (rc < 0)
         return rc;
     if (!valid_name(tag, NAME_MAX_TAG))
@@ -580,43 +620,32 @@ int ds_library_stage(ds_library *lib, const char *package, const char *tag,
     char shown[PATH_MAX + 64];
     snprintf(shown, sizeof(shown), "%s/%s", lib->root, package);
     if ((rc = mkdir_at(lib->rootfd, package, shown, err)) < 0 ||
-        (rc = open_part(lib->rootfd, package, shown, FIX_PKG, &pkgfd, err)) < 0)
+        (rc = ds_lib_open_part(lib->rootfd, package, shown, FIX_PKG, &pkgfd,
+                               err)) < 0)
         goto out;
-    /* A package on another filesystem (a mount at <root>/<pkg>): the group
-     * does not cover it; a descriptor of its own, opened before the first
-     * write there, carries the error cursor its syncs will read. */
-    struct stat st;
-    if (fstat(pkgfd, &st) < 0) {
-        rc = ds_err_sys(err, "io-error", "stat %s", shown);
+    if ((rc = ds_lib_mark_fs(lib, pkgfd, shown, mark, err)) < 0)
         goto out;
-    }
-    if (st.st_dev != lib->dev) {
-        mark->fd = openat(lib->rootfd, package, OPEN_DIR);
-        if (mark->fd < 0) {
-            rc = ds_err_sys(err, "io-error", "open %s", shown);
-            goto out;
-        }
-        mark->dev = (uint64_t)st.st_dev;
-    }
     snprintf(shown, sizeof(shown), "%s/%s/versions", lib->root, package);
     int verfd = -1;
     rc = mkdir_at(pkgfd, "versions", shown, err);
     if (rc == 0)
-        rc = open_part(pkgfd, "versions", shown, FIX_VERSIONS, &verfd, err);
-    close_fd(verfd); /* only checked: finalize needs it a directory */
+        rc = ds_lib_open_part(pkgfd, "versions", shown, FIX_VERSIONS, &verfd,
+                              err);
+    ds_lib_close_fd(verfd); /* only checked: finalize needs it a directory */
     if (rc < 0)
         goto out;
     snprintf(shown, sizeof(shown), "%s/%s/.staging", lib->root, package);
     if ((rc = mkdir_at(pkgfd, ".staging", shown, err)) < 0 ||
-        (rc = open_part(pkgfd, ".staging", shown, FIX_STAGING, &stfd, err)) < 0)
+        (rc = ds_lib_open_part(pkgfd, ".staging", shown, FIX_STAGING, &stfd,
+                               err)) < 0)
         goto out;
     /* Fresh or nothing: an existing directory could hold another
      * attempt's files, which must never end up in a version. */
     if (mkdirat(stfd, name, 0755) < 0)
         rc = ds_err_sys(err, "io-error", "mkdir %s", path);
 out:
-    close_fd(stfd);
-    close_fd(pkgfd);
+    ds_lib_close_fd(stfd);
+    ds_lib_close_fd(pkgfd);
     if (rc < 0 && n > 0)
         path[0] = '\0';
     return rc;
@@ -632,7 +661,7 @@ out:
  * changed under the update: fail (a retry starts over). shown names the
  * step in the error.
  */
-static int durable(ds_library *lib, const ds_library_mark *mark, int fd,
+int ds_lib_durable(ds_library *lib, const ds_library_mark *mark, int fd,
                    const char *shown, ds_err *err)
 {
     struct stat st;
@@ -689,7 +718,7 @@ int ds_library_sync(ds_library *lib, const char *staging,
      * mark: any failed sync since it fails this one (see the top of this
      * file and of groupsync.c).
      */
-    rc = durable(lib, mark, fd, staging, err);
+    rc = ds_lib_durable(lib, mark, fd, staging, err);
     close(fd);
     return rc;
 }
@@ -703,15 +732,17 @@ int ds_library_discard(ds_library *lib, const char *staging, ds_err *err)
     if (rc < 0)
         return rc;
     snprintf(shown, sizeof(shown), "%s/%s", lib->root, pkg);
-    if ((rc = open_part(lib->rootfd, pkg, shown, FIX_PKG, &pkgfd, err)) < 0)
+    if ((rc = ds_lib_open_part(lib->rootfd, pkg, shown, FIX_PKG, &pkgfd, err)) <
+        0)
         goto out;
     snprintf(shown, sizeof(shown), "%s/%s/.staging", lib->root, pkg);
-    if ((rc = open_part(pkgfd, ".staging", shown, FIX_STAGING, &stfd, err)) < 0)
+    if ((rc = ds_lib_open_part(pkgfd, ".staging", shown, FIX_STAGING, &stfd,
+                               err)) < 0)
         goto out;
-    rc = rm_in(shown, stfd, name, err);
+    rc = ds_lib_rm_in(shown, stfd, name, err);
 out:
-    close_fd(stfd);
-    close_fd(pkgfd);
+    ds_lib_close_fd(stfd);
+    ds_lib_close_fd(pkgfd);
     return rc;
 }
 
@@ -723,8 +754,8 @@ out:
  * leaves a half-deleted tree in .staging under our token, which cleanup
  * removes once we are dead, never a half-deleted version under versions/.
  */
-static int retire(ds_library *lib, const char *pkg, int verfd, int stfd,
-                  uint64_t v, const char *why, ds_err *err)
+static int remove_version(ds_library *lib, const char *pkg, int verfd, int stfd,
+                          uint64_t v, const char *why, ds_err *err)
 {
     char vname[VERSION_NAME_MAX + 1], aside[STAGE_NAME_MAX + 1];
     char shown[PATH_MAX + 64];
@@ -732,13 +763,13 @@ static int retire(ds_library *lib, const char *pkg, int verfd, int stfd,
     snprintf(aside, sizeof(aside), "%s-%s-%s", lib->token, why, vname);
     snprintf(shown, sizeof(shown), "%s/%s/.staging", lib->root, pkg);
     /* A previous attempt of ours may have failed mid-delete. */
-    int rc = rm_in(shown, stfd, aside, err);
+    int rc = ds_lib_rm_in(shown, stfd, aside, err);
     if (rc < 0)
         return rc;
     if (renameat(verfd, vname, stfd, aside) < 0)
         return ds_err_sys(err, "io-error", "rename %s/%s/versions/%s to %s/%s",
                           lib->root, pkg, vname, shown, aside);
-    return rm_in(shown, stfd, aside, err);
+    return ds_lib_rm_in(shown, stfd, aside, err);
 }
 
 static int cmp_desc(const void *a, const void *b)
@@ -761,7 +792,7 @@ static int prune(ds_library *lib, const char *pkg, int verfd, int stfd,
     if (d == NULL) {
         rc = ds_err_sys(err, "io-error", "opendir %s/%s/versions", lib->root,
                         pkg);
-        close_fd(fd);
+        ds_lib_close_fd(fd);
         return rc;
     }
     for (;;) {
@@ -794,7 +825,7 @@ static int prune(ds_library *lib, const char *pkg, int verfd, int stfd,
         qsort(vs, n, sizeof(*vs), cmp_desc);
         for (size_t i = lib->keep; i < n && rc == 0; i++)
             if (vs[i] != current)
-                rc = retire(lib, pkg, verfd, stfd, vs[i], "prune", err);
+                rc = remove_version(lib, pkg, verfd, stfd, vs[i], "prune", err);
     }
     free(vs);
     return rc;
@@ -811,7 +842,7 @@ int ds_library_finalize(ds_library *lib, const char *package, uint64_t version,
     int pkgfd = -1, lockfd = -1, stfd = -1, verfd = -1;
     uint64_t cur = 0;
 
-    int rc = check_package(package, err);
+    int rc = ds_lib_check_package(package, err);
     if (rc < 0)
         return rc;
     if (version == 0)
@@ -829,32 +860,23 @@ int ds_library_finalize(ds_library *lib, const char *package, uint64_t version,
     snprintf(tmp, sizeof(tmp), TMP_PREFIX "%s" TMP_SUFFIX, lib->token);
 
     snprintf(shown, sizeof(shown), "%s/%s", lib->root, package);
-    if ((rc = open_part(lib->rootfd, package, shown, FIX_PKG, &pkgfd, err)) < 0)
+    if ((rc = ds_lib_open_part(lib->rootfd, package, shown, FIX_PKG, &pkgfd,
+                               err)) < 0)
         goto out;
 
     /* Everything from reading current to the end of prune happens under
      * the package lock, so "current < V" still holds when we swap. */
-    lockfd =
-        openat(pkgfd, ".lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (lockfd < 0) {
-        rc =
-            ds_err_sys(err, "io-error", "open %s/%s/.lock", lib->root, package);
+    if ((rc = ds_lib_lock_package(lib, package, pkgfd, "finalize", &lockfd,
+                                  err)) < 0)
         goto out;
-    }
-    while ((rc = flock(lockfd, LOCK_EX)) < 0 && errno == EINTR)
-        ;
-    if (rc < 0) {
-        rc = ds_err_sys(err, "io-error", "flock %s/%s/.lock", lib->root,
-                        package);
-        goto out;
-    }
 
     snprintf(shown, sizeof(shown), "%s/%s/.staging", lib->root, package);
-    if ((rc = open_part(pkgfd, ".staging", shown, FIX_STAGING, &stfd, err)) < 0)
+    if ((rc = ds_lib_open_part(pkgfd, ".staging", shown, FIX_STAGING, &stfd,
+                               err)) < 0)
         goto out;
     snprintf(shown, sizeof(shown), "%s/%s/versions", lib->root, package);
-    if ((rc = open_part(pkgfd, "versions", shown, FIX_VERSIONS, &verfd, err)) <
-        0)
+    if ((rc = ds_lib_open_part(pkgfd, "versions", shown, FIX_VERSIONS, &verfd,
+                               err)) < 0)
         goto out;
     struct stat st;
     if (fstatat(stfd, sname, &st, AT_SYMLINK_NOFOLLOW) < 0) {
@@ -872,7 +894,7 @@ int ds_library_finalize(ds_library *lib, const char *package, uint64_t version,
     if (cur >= version) {
         /* Stale or duplicate: nothing changes but the staging tree. */
         snprintf(shown, sizeof(shown), "%s/%s/.staging", lib->root, package);
-        if ((rc = rm_in(shown, stfd, sname, err)) < 0)
+        if ((rc = ds_lib_rm_in(shown, stfd, sname, err)) < 0)
             goto out;
         *result = DS_STALE;
         goto out;
@@ -882,7 +904,8 @@ int ds_library_finalize(ds_library *lib, const char *package, uint64_t version,
      * the rename and the swap (current < V, so nothing points at it). Its
      * content may come from an older attempt: replace it with ours. */
     if (fstatat(verfd, vname, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-        if ((rc = retire(lib, package, verfd, stfd, version, "old", err)) < 0)
+        if ((rc = remove_version(lib, package, verfd, stfd, version, "old",
+                                 err)) < 0)
             goto out;
     } else if (errno != ENOENT) {
         rc = ds_err_sys(err, "io-error", "stat %s/%s/versions/%s", lib->root,
@@ -906,10 +929,10 @@ int ds_library_finalize(ds_library *lib, const char *package, uint64_t version,
      * must survive a power cut as well (one group sync covers both when
      * versions/ is on the root's filesystem: syncfs covers it all). */
     snprintf(shown, sizeof(shown), "%s/%s/versions", lib->root, package);
-    if ((rc = durable(lib, mark, verfd, shown, err)) < 0)
+    if ((rc = ds_lib_durable(lib, mark, verfd, shown, err)) < 0)
         goto out;
     if (cur == 0 && (fstat(verfd, &st) < 0 || st.st_dev != lib->dev) &&
-        (rc = durable(lib, mark, lib->rootfd, lib->root, err)) < 0)
+        (rc = ds_lib_durable(lib, mark, lib->rootfd, lib->root, err)) < 0)
         goto out;
 
     /* symlink(2) cannot replace an existing name, rename(2) can, and
@@ -939,9 +962,11 @@ int ds_library_finalize(ds_library *lib, const char *package, uint64_t version,
      * even though the caller already committed the Kafka offset: the
      * update would be lost for good. Only after it may the offset move. */
     snprintf(shown, sizeof(shown), "%s/%s", lib->root, package);
-    if ((rc = durable(lib, mark, pkgfd, shown, err)) < 0)
+    if ((rc = ds_lib_durable(lib, mark, pkgfd, shown, err)) < 0)
         goto out;
     *result = DS_FINALIZED;
+    /* A kept retired package is live again (retire.c). */
+    ds_lib_retire_revive(lib, package, pkgfd);
 
     /* The version is live and durable; a failed prune only leaves extra
      * old versions, so it is reported in the log, not to the caller (who
@@ -955,10 +980,10 @@ int ds_library_finalize(ds_library *lib, const char *package, uint64_t version,
                 ds_log_quote(q, sizeof(q), perr.msg));
     }
 out:
-    close_fd(verfd);
-    close_fd(stfd);
-    close_fd(lockfd); /* releases the package lock */
-    close_fd(pkgfd);
+    ds_lib_close_fd(verfd);
+    ds_lib_close_fd(stfd);
+    ds_lib_close_fd(lockfd); /* releases the package lock */
+    ds_lib_close_fd(pkgfd);
     return rc < 0 ? rc : 0;
 }
 
@@ -970,7 +995,7 @@ out:
  * missing file or a lock we can take means it is gone. A dead token never
  * comes back: tokens are random and a worker only ever uses its own.
  */
-static int token_live(const ds_library *lib, const char *tok, ds_err *err)
+int ds_lib_token_live(const ds_library *lib, const char *tok, ds_err *err)
 {
     if (strcmp(tok, lib->token) == 0)
         return 1;
@@ -998,34 +1023,40 @@ static int token_live(const ds_library *lib, const char *tok, ds_err *err)
     return 0;
 }
 
-/* Token of a .current.<token>.tmp name into tok, or false. */
-static bool tmp_token(const char *name, char tok[TOKEN_LEN + 1])
+/* Which temporary name of ours name is: 1 when it starts with prefix
+ * (.current. or .retired.), and then its token goes into tok if it is
+ * exactly <prefix><token>.tmp (tok[0] = '\0' otherwise: nobody's). */
+static bool tmp_token(const char *name, const char *prefix,
+                      char tok[TOKEN_LEN + 1])
 {
-    size_t pl = strlen(TMP_PREFIX), sl = strlen(TMP_SUFFIX);
+    size_t pl = strlen(prefix), sl = strlen(TMP_SUFFIX);
     size_t len = strlen(name);
-    if (len != pl + TOKEN_LEN + sl || strncmp(name, TMP_PREFIX, pl) != 0 ||
-        strcmp(name + len - sl, TMP_SUFFIX) != 0 ||
-        !is_token(name + pl, TOKEN_LEN))
+    tok[0] = '\0';
+    if (strncmp(name, prefix, pl) != 0)
         return false;
-    memcpy(tok, name + pl, TOKEN_LEN);
-    tok[TOKEN_LEN] = '\0';
+    if (len == pl + TOKEN_LEN + sl &&
+        strcmp(name + len - sl, TMP_SUFFIX) == 0 &&
+        ds_lib_is_token(name + pl, TOKEN_LEN)) {
+        memcpy(tok, name + pl, TOKEN_LEN);
+        tok[TOKEN_LEN] = '\0';
+    }
     return true;
 }
 
-static int open_dirstream(int dirfd, const char *shown, DIR **out, ds_err *err)
+int ds_lib_open_dirstream(int dirfd, const char *shown, DIR **out, ds_err *err)
 {
     int fd = openat(dirfd, ".", OPEN_DIR);
     *out = fd < 0 ? NULL : fdopendir(fd);
     if (*out == NULL) {
         int rc = ds_err_sys(err, "io-error", "opendir %s", shown);
-        close_fd(fd);
+        ds_lib_close_fd(fd);
         return rc;
     }
     return 0;
 }
 
 /* readdir that skips . and ..; NULL at the end or on error (rc set). */
-static struct dirent *next_entry(DIR *d, const char *shown, int *rc,
+struct dirent *ds_lib_next_entry(DIR *d, const char *shown, int *rc,
                                  ds_err *err)
 {
     for (;;) {
@@ -1103,7 +1134,7 @@ static int cleanup_package(ds_library *lib, const char *pkg, unsigned *removed,
     ds_err_clear(&perr);
     DIR *d = NULL;
     snprintf(shown, sizeof(shown), "%s/%s", lib->root, pkg);
-    rc = open_part(lib->rootfd, pkg, shown, FIX_PKG, &pkgfd, &perr);
+    rc = ds_lib_open_part(lib->rootfd, pkg, shown, FIX_PKG, &pkgfd, &perr);
     if (rc == -ENOENT)
         return 0; /* gone since readdir */
     if (rc < 0)
@@ -1118,7 +1149,7 @@ static int cleanup_package(ds_library *lib, const char *pkg, unsigned *removed,
     struct stat st;
     if (fstatat(pkgfd, ".staging", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
         !S_ISDIR(st.st_mode)) {
-        describe(pkgfd, ".staging", kind, sizeof(kind));
+        ds_lib_describe(pkgfd, ".staging", kind, sizeof(kind));
         if (unlinkat(pkgfd, ".staging", 0) < 0 && errno != ENOENT) {
             ds_err_sys(&perr, "io-error",
                        "unlink %s (it is %s, not a directory; remove it)",
@@ -1135,23 +1166,25 @@ static int cleanup_package(ds_library *lib, const char *pkg, unsigned *removed,
     }
     /* The rest as updates need it (the check ds_library_current makes
      * before every update). */
-    if (check_parts(lib, pkg, pkgfd, &cur, &perr) < 0) {
+    if (ds_lib_check_parts(lib, pkg, pkgfd, &cur, &perr) < 0) {
         rc = refuse(lib, pkg, &perr, err);
         goto out;
     }
 
-    /* Temporary symlinks of workers that died between symlink and swap. */
+    /* Temporary symlinks of workers that died between symlink and swap,
+     * and temporary retired markers of workers that died writing one. */
     snprintf(shown, sizeof(shown), "%s/%s", lib->root, pkg);
-    if (open_dirstream(pkgfd, shown, &d, &perr) < 0) {
+    if (ds_lib_open_dirstream(pkgfd, shown, &d, &perr) < 0) {
         cleanup_failed(pkg, &perr);
         goto out;
     }
     struct dirent *de;
     int lrc = 0;
-    while ((de = next_entry(d, shown, &lrc, &perr)) != NULL) {
-        if (strncmp(de->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) != 0)
+    while ((de = ds_lib_next_entry(d, shown, &lrc, &perr)) != NULL) {
+        if (!tmp_token(de->d_name, TMP_PREFIX, tok) &&
+            !tmp_token(de->d_name, RETIRED_TMP_PREFIX, tok))
             continue;
-        int live = tmp_token(de->d_name, tok) ? token_live(lib, tok, &perr) : 0;
+        int live = tok[0] != '\0' ? ds_lib_token_live(lib, tok, &perr) : 0;
         if (live < 0) {
             cleanup_failed(pkg, &perr); /* not known dead: keep it */
             continue;
@@ -1167,26 +1200,28 @@ static int cleanup_package(ds_library *lib, const char *pkg, unsigned *removed,
     d = NULL;
 
     snprintf(shown, sizeof(shown), "%s/%s/.staging", lib->root, pkg);
-    if (open_part(pkgfd, ".staging", shown, FIX_STAGING, &stfd, &perr) < 0) {
+    if (ds_lib_open_part(pkgfd, ".staging", shown, FIX_STAGING, &stfd, &perr) <
+        0) {
         if (perr.code != -ENOENT)
             cleanup_failed(pkg, &perr);
         goto out;
     }
-    if (open_dirstream(stfd, shown, &d, &perr) < 0) {
+    if (ds_lib_open_dirstream(stfd, shown, &d, &perr) < 0) {
         cleanup_failed(pkg, &perr);
         goto out;
     }
     /* Removing entries already returned by readdir does not make it skip
      * others (POSIX leaves only removed/added entries unspecified). */
     lrc = 0;
-    while ((de = next_entry(d, shown, &lrc, &perr)) != NULL) {
+    while ((de = ds_lib_next_entry(d, shown, &lrc, &perr)) != NULL) {
         int live = 0;
         /* Names off the <token>-<tag> scheme are nobody's work. */
         if (strlen(de->d_name) > TOKEN_LEN + 1 &&
-            de->d_name[TOKEN_LEN] == '-' && is_token(de->d_name, TOKEN_LEN)) {
+            de->d_name[TOKEN_LEN] == '-' &&
+            ds_lib_is_token(de->d_name, TOKEN_LEN)) {
             memcpy(tok, de->d_name, TOKEN_LEN);
             tok[TOKEN_LEN] = '\0';
-            live = token_live(lib, tok, &perr);
+            live = ds_lib_token_live(lib, tok, &perr);
         }
         if (live < 0) {
             cleanup_failed(pkg, &perr); /* not known dead: keep it */
@@ -1194,7 +1229,7 @@ static int cleanup_package(ds_library *lib, const char *pkg, unsigned *removed,
         }
         if (live)
             continue;
-        if (rm_in(shown, stfd, de->d_name, &perr) < 0) {
+        if (ds_lib_rm_in(shown, stfd, de->d_name, &perr) < 0) {
             cleanup_failed(pkg, &perr);
             continue;
         }
@@ -1206,8 +1241,8 @@ static int cleanup_package(ds_library *lib, const char *pkg, unsigned *removed,
 out:
     if (d != NULL)
         closedir(d);
-    close_fd(stfd);
-    close_fd(pkgfd);
+    ds_lib_close_fd(stfd);
+    ds_lib_close_fd(pkgfd);
     return rc;
 }
 
@@ -1222,14 +1257,15 @@ static int sweep_workers(ds_library *lib, ds_err *err)
     char shown[PATH_MAX + 32];
     DIR *d = NULL;
     snprintf(shown, sizeof(shown), "%s/.despool/workers", lib->root);
-    int rc = open_dirstream(lib->workersfd, shown, &d, err);
+    int rc = ds_lib_open_dirstream(lib->workersfd, shown, &d, err);
     if (rc < 0)
         return rc;
     struct dirent *de;
-    while ((de = next_entry(d, shown, &rc, err)) != NULL) {
+    while ((de = ds_lib_next_entry(d, shown, &rc, err)) != NULL) {
         const char *n = de->d_name;
         if (strlen(n) != TOKEN_LEN + 5 || strcmp(n + TOKEN_LEN, ".lock") != 0 ||
-            !is_token(n, TOKEN_LEN) || strncmp(n, lib->token, TOKEN_LEN) == 0)
+            !ds_lib_is_token(n, TOKEN_LEN) ||
+            strncmp(n, lib->token, TOKEN_LEN) == 0)
             continue;
         int fd = openat(lib->workersfd, n, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
@@ -1258,11 +1294,11 @@ int ds_library_cleanup_staging(ds_library *lib, unsigned *removed, ds_err *err)
     lib->nrefused = 0;
     /* Failing to read the root itself is the one thing that stops the
      * start: the library as a whole is unusable. */
-    int rc = open_dirstream(lib->rootfd, lib->root, &d, err);
+    int rc = ds_lib_open_dirstream(lib->rootfd, lib->root, &d, err);
     if (rc < 0)
         goto out;
     struct dirent *de;
-    while ((de = next_entry(d, lib->root, &rc, err)) != NULL) {
+    while ((de = ds_lib_next_entry(d, lib->root, &rc, err)) != NULL) {
         /* Only package-shaped names; this skips .despool and strangers. */
         if (!valid_name(de->d_name, NAME_MAX_PKG))
             continue;
@@ -1270,6 +1306,9 @@ int ds_library_cleanup_staging(ds_library *lib, unsigned *removed, ds_err *err)
             break;
     }
     closedir(d);
+    /* What removals of dead workers left (retire.c): warnings only. */
+    if (rc == 0)
+        ds_lib_retire_sweep_trash(lib);
     /* After the staging pass: a missing lock file also means dead. */
     if (rc == 0)
         rc = sweep_workers(lib, err);

@@ -6,7 +6,9 @@
  *   <root>/<package>/current -> versions/<version>
  *   <root>/<package>/.staging/<token>-<tag>/  work in progress
  *   <root>/<package>/.lock                    per-package finalize lock
+ *   <root>/<package>/retired                  a kept retired package
  *   <root>/.despool/workers/<token>.lock      held (flock) by a live worker
+ *   <root>/.despool/trash/<token>-<pkg>-<n>   a removed package being deleted
  *
  * Each open library has a random token; its staging directories carry it,
  * and the process holds an exclusive flock on the token's lock file for as
@@ -64,8 +66,11 @@ typedef enum ds_finalize_result {
 } ds_finalize_result;
 
 /* Test seam: called at named points of finalize ("before-rename",
- * "before-swap", "before-fsync"); a non-zero return aborts finalize there
- * with that code, as a crash would, leaving the disk as it is. */
+ * "before-swap", "before-fsync") and of a retire ("retire-before-marker":
+ * the marker's temporary file written, not renamed; "retire-before-move";
+ * "retire-before-delete": the package moved to the trash, as if deleting
+ * it failed); a non-zero return aborts there with that code, as a crash
+ * would, leaving the disk as it is. */
 typedef int (*ds_library_fault_fn)(void *ctx, const char *point);
 
 /* Open (creating if needed) the library at root. keep_versions >= 1 is how
@@ -91,14 +96,18 @@ void ds_library_set_fault(ds_library *lib, ds_library_fault_fn fn, void *ctx);
  *   followed: msg=staging-replaced; the package starts normally;
  * - a package path that is not a directory (a file, a symlink), one that
  *   cannot be opened, a versions/ or .staging that is not a directory or
- *   cannot be opened, a .lock that is not a regular file, a current that
- *   is not a symlink to versions/<n>: the package is refused
+ *   cannot be opened, a .lock or retired that is not a regular file, a
+ *   current that is not a symlink to versions/<n>: the package is refused
  *   (msg=package-refused), left as it is and listed by
  *   ds_library_refused(). Its updates fail with a local error naming the
  *   path (ds_library_current checks the same layout) until the operator
  *   fixes it; no restart is needed after the fix;
  * - a dead worker's leftover that cannot be removed: msg=cleanup-failed,
  *   the package still starts (the leftover is only wasted space).
+ * Trees that dead workers' removals (ds_library_retire) left in
+ * <root>/.despool/trash are deleted too (msg=trash-removed; a failure is
+ * msg=cleanup-failed). Temporary names of dead workers (.current.<token>
+ * .tmp, .retired.<token>.tmp) are unlinked.
  * Returns < 0 only when the library itself is unusable: its root or
  * .despool/workers cannot be read or changed.
  */
@@ -144,5 +153,60 @@ void ds_library_mark_release(ds_library_mark *mark);
 
 /* Remove a staging directory (abandoned or failed update). */
 int ds_library_discard(ds_library *lib, const char *staging, ds_err *err);
+
+/*
+ * Retired packages (schema v2 section 11; retire.c). A retire is a
+ * tombstone on pkg.updates; the site either keeps the package's files or
+ * removes the package.
+ */
+typedef enum ds_retire_action {
+    DS_RETIRE_KEEP = 0,   /* leave the files, mark the package retired */
+    DS_RETIRE_REMOVE = 1, /* delete the package from the library */
+} ds_retire_action;
+
+/* ds_library_retire's return when the package is gone but the moved tree
+ * could not be deleted (see there). */
+#define DS_RETIRE_LEFTOVER 1
+
+/*
+ * Retire package (action: ds_retire_action). *current gets the version
+ * current pointed at before (0 if none). Both are done under the
+ * package's lock (finalize's), and durable when this returns 0 or
+ * DS_RETIRE_LEFTOVER: the caller may commit the tombstone's offset.
+ *
+ * KEEP: current and versions stay as they are (readers go on reading);
+ * <root>/<package>/retired is written (a regular file, "current=<V>\n":
+ * written under a temporary name, synced, renamed, synced) and
+ * ds_library_retired reports 1 while current still points at V. Again
+ * on a retired package: nothing is written. A package with no current
+ * has nothing to keep: nothing is written.
+ *
+ * REMOVE: <root>/<package> is renamed into <root>/.despool/trash in one
+ * step (a reader sees the whole package or no package), the root is
+ * synced, then the moved tree is deleted. If that delete fails the
+ * package is gone all the same: the call returns DS_RETIRE_LEFTOVER with
+ * err describing it (a warning for the caller to log, nothing to retry);
+ * start-up cleanup deletes the leftover. An update of the package in
+ * progress loses its staging directory with the package: its finalize
+ * fails (io-error) and a retry starts afresh. The next version of a
+ * removed package starts a fresh package directory.
+ *
+ * A package that does not exist: 0, *current = 0, nothing created.
+ * Errors: an invalid package id or action (internal); a package whose
+ * layout updates cannot use (see ds_library_cleanup_staging) or any
+ * failed step (io-error naming the path: the site's fault, retry), and
+ * then nothing was changed that a reader could see.
+ */
+int ds_library_retire(ds_library *lib, const char *package, int action,
+                      uint64_t *current, ds_err *err);
+
+/* *retired = 1 when package is kept retired: its retired marker names the
+ * version current points at. A finalize of a newer version revives the
+ * package (removes the marker; a marker left behind by a crash names an
+ * older version and does not count). 0 for a package that does not exist.
+ * Errors as ds_library_current's, and a marker that cannot be read or
+ * holds something else (io-error naming it). */
+int ds_library_retired(ds_library *lib, const char *package, int *retired,
+                       ds_err *err);
 
 #endif

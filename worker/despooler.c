@@ -17,6 +17,7 @@
 #include "fsutil.h"
 #include "kconf.h"
 #include "lag.h"
+#include "library.h"
 #include "progress.h"
 #include "status.h"
 #include "worker.h"
@@ -90,6 +91,14 @@ static void usage_run(FILE *out)
         "  --trusted-keys DIR        require updates signed (Ed25519) by a\n"
         "                            key in DIR/<key_id>.pub; others go to\n"
         "                            the DLQ as bad-signature\n"
+        "Retired packages (a tombstone, null value, on pkg.updates):\n"
+        "  --on-retire keep|remove   keep (default): leave the files, current\n"
+        "                            stays readable, DIR/<package>/retired\n"
+        "                            marks it; a newer version revives it.\n"
+        "                            remove: delete the package from DIR\n"
+        "                            (in one step: readers see all or none).\n"
+        "                            Either way pkg.status gets state\n"
+        "                            \"retired\" (detail kept or removed)\n"
         "Monitoring:\n"
         "  --metrics HOST:PORT       serve Prometheus /metrics and /healthz\n"
         "                            (:PORT = every interface; port 0 = any\n"
@@ -147,7 +156,12 @@ static void usage_status(FILE *out)
           "Read pkg.status to its end and print the newest version of every\n"
           "package at every site, the published version first. Marks: behind\n"
           "(older than published), late (behind or silent for longer than\n"
-          "--max-behind), failed (the site's last attempt failed).\n"
+          "--max-behind), failed (the site's last attempt failed), retired\n"
+          "(the site retired the package: N retired = version N kept,\n"
+          "retired alone = removed). A package its publisher retired shows\n"
+          "retired as published; a site that has not retired it yet is\n"
+          "behind, then late. --json adds \"retired\" per package and\n"
+          "\"detail\" per site.\n"
           "\n"
           "  -b, --bootstrap LIST      brokers host:port[,..], or @FILE\n"
           "  -X KEY=VALUE, -F FILE     librdkafka settings\n"
@@ -251,6 +265,7 @@ enum {
     OPT_MAX_IN_FLIGHT,
     OPT_METRICS,
     OPT_TRUSTED_KEYS,
+    OPT_ON_RETIRE,
     OPT_ALL_SITES,
     OPT_WATCH,
     OPT_WINDOW_SAMPLES,
@@ -277,6 +292,7 @@ static int cmd_run(int argc, char **argv)
         {"max-in-flight", required_argument, NULL, OPT_MAX_IN_FLIGHT},
         {"metrics", required_argument, NULL, OPT_METRICS},
         {"trusted-keys", required_argument, NULL, OPT_TRUSTED_KEYS},
+        {"on-retire", required_argument, NULL, OPT_ON_RETIRE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -287,6 +303,7 @@ static int cmd_run(int argc, char **argv)
         .incomplete_timeout_ms = 300000,
         .max_window_log = 27,
         .max_in_flight = 16,
+        .on_retire = DS_RETIRE_KEEP,
         .stop = &stop_flag,
     };
     int c, rc = 0;
@@ -338,6 +355,14 @@ static int cmd_run(int argc, char **argv)
             break;
         case OPT_TRUSTED_KEYS:
             o.trusted_keys = optarg;
+            break;
+        case OPT_ON_RETIRE:
+            if (strcmp(optarg, "keep") == 0)
+                o.on_retire = DS_RETIRE_KEEP;
+            else if (strcmp(optarg, "remove") == 0)
+                o.on_retire = DS_RETIRE_REMOVE;
+            else
+                rc = fail("run", "--on-retire: expected keep or remove");
             break;
         case 'h':
             usage_run(stdout);

@@ -218,7 +218,12 @@ void handle_retire(worker *w, rd_kafka_message_t *m, part *p)
     ds_err err;
     uint64_t cur = 0;
     int remove = w->o->on_retire == DS_RETIRE_REMOVE;
-    if (ds_library_retire(w->lib, package, w->o->on_retire, &cur, &err) < 0) {
+    int rc = ds_library_retire(w->lib, package, w->o->on_retire, &cur, &err);
+    if (rc == DS_RETIRE_LEFTOVER) {
+        char q[600];
+        ds_warn("retire-leftover", "site=%s package=%s error=%s", w->o->site,
+                package, ds_log_quote(q, sizeof(q), err.msg));
+    } else if (rc < 0) {
         char q[600];
         w->n.ioerrors++;
         ds_metrics_add_label(w->met, DS_L_ERRORS, "local", 1);

@@ -3,7 +3,11 @@
  * end, keep the newest record per key (<site>/<package>), and print the
  * version matrix package x site, the published version first. A site is
  * marked when it is behind the published version, failed, or has not
- * reported since the version was published.
+ * reported since the version was published; and retired when it acted on
+ * the package's retire (state "retired", detail "kept" or "removed"). A
+ * package whose _published record is retired (pkgpub retire) is marked
+ * retired, and a site that has not retired it yet is behind (late after
+ * --max-behind), like a site that has not installed a new version.
  */
 #include "status.h"
 
@@ -162,19 +166,66 @@ static const char **distinct(const table *t, int sites, size_t *n)
     return v;
 }
 
-typedef enum mark { OK, BEHIND, LATE, FAILED, MISSING } mark;
+typedef enum mark { OK, BEHIND, LATE, FAILED, MISSING, RETIRED } mark;
+
+static int is_retired(const ds_status *r)
+{
+    return r != NULL && strcmp(r->state, "retired") == 0;
+}
+
+/* Behind what pub says, for longer than max_behind_ms or not. */
+static mark behind(const ds_status *pub, uint64_t now, uint64_t max_behind_ms)
+{
+    return now - pub->at_ms > max_behind_ms ? LATE : BEHIND;
+}
 
 /* How a site stands for one package, against what was published. */
 static mark judge(const ds_status *pub, const ds_status *r, uint64_t now,
                   uint64_t max_behind_ms)
 {
-    if (r == NULL)
-        return pub != NULL && now - pub->at_ms > max_behind_ms ? LATE : MISSING;
+    int pub_retired = is_retired(pub);
+    if (r == NULL) /* nothing to do here for a retired package */
+        return pub != NULL && !pub_retired && now - pub->at_ms > max_behind_ms
+                   ? LATE
+                   : MISSING;
     if (strcmp(r->state, "failed") == 0)
         return FAILED;
+    if (is_retired(r))
+        /* Revived since: a newer version was published after it. */
+        return pub != NULL && !pub_retired && pub->version > r->version
+                   ? behind(pub, now, max_behind_ms)
+                   : RETIRED;
+    if (pub_retired) /* the site has not acted on the retire yet */
+        return behind(pub, now, max_behind_ms);
     if (pub == NULL || r->version >= pub->version)
         return OK;
-    return now - pub->at_ms > max_behind_ms ? LATE : BEHIND;
+    return behind(pub, now, max_behind_ms);
+}
+
+/* A status record's text as a JSON string: quote, backslash and control
+ * characters escaped, bytes outside ASCII as '?' (the text is a human
+ * note; the output must stay valid UTF-8 whatever a record holds). */
+static void print_json_str(const char *s)
+{
+    putchar('"');
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\')
+            printf("\\%c", *p);
+        else if (*p < 0x20)
+            printf("\\u%04x", *p);
+        else
+            putchar(*p < 0x80 ? *p : '?');
+    }
+    putchar('"');
+}
+
+/* The text cell of a retired record: the version kept, or none. */
+static void retired_cell(char *cell, size_t n, const ds_status *r)
+{
+    if (r->version == 0 || strcmp(r->detail, "removed") == 0)
+        snprintf(cell, n, "retired");
+    else
+        snprintf(cell, n, "%" PRIu64 " retired", r->version);
 }
 
 int ds_status_run(const ds_status_opts *o, int *worst, ds_err *err)
@@ -196,8 +247,8 @@ int ds_status_run(const ds_status_opts *o, int *worst, ds_err *err)
     }
     uint64_t now = ds_now_ms();
     uint64_t max_ms = o->max_behind_s * 1000;
-    static const char *const names[] = {"ok", "behind", "late", "failed",
-                                        "missing"};
+    static const char *const names[] = {"ok",     "behind",  "late",
+                                        "failed", "missing", "retired"};
     *worst = 0;
     if (o->json)
         printf("{\"packages\":[");
@@ -218,11 +269,16 @@ int ds_status_run(const ds_status_opts *o, int *worst, ds_err *err)
             snprintf(cell, sizeof(cell), "%" PRIu64, pub->version);
         else
             snprintf(cell, sizeof(cell), "-");
-        if (o->json)
-            printf("%s{\"package\":\"%s\",\"published\":%s,\"sites\":[",
-                   first ? "" : ",", pkgs[p], pub ? cell : "null");
-        else
+        if (o->json) {
+            printf("%s{\"package\":\"%s\",\"published\":%s,\"retired\":%s,"
+                   "\"sites\":[",
+                   first ? "" : ",", pkgs[p], pub ? cell : "null",
+                   is_retired(pub) ? "true" : "false");
+        } else {
+            if (is_retired(pub))
+                retired_cell(cell, sizeof(cell), pub);
             printf("%-24s %12s", pkgs[p], cell);
+        }
         first = 0;
         int sfirst = 1;
         for (size_t s = 0; s < ns; s++) {
@@ -235,15 +291,21 @@ int ds_status_run(const ds_status_opts *o, int *worst, ds_err *err)
             if (o->json) {
                 printf("%s{\"site\":\"%s\",\"version\":", sfirst ? "" : ",",
                        sites[s]);
-                if (r != NULL)
-                    printf("%" PRIu64 ",\"state\":\"%s\",\"at_ms\":%" PRIu64,
+                if (r != NULL) {
+                    printf("%" PRIu64 ",\"state\":\"%s\",\"at_ms\":%" PRIu64
+                           ",\"detail\":",
                            r->version, r->state, r->at_ms);
-                else
-                    printf("null,\"state\":null,\"at_ms\":null");
+                    print_json_str(r->detail);
+                } else {
+                    printf("null,\"state\":null,\"at_ms\":null,"
+                           "\"detail\":null");
+                }
                 printf(",\"mark\":\"%s\"}", names[m]);
             } else {
                 if (r == NULL)
                     snprintf(cell, sizeof(cell), "-");
+                else if (m == RETIRED)
+                    retired_cell(cell, sizeof(cell), r);
                 else if (m == OK)
                     snprintf(cell, sizeof(cell), "%" PRIu64, r->version);
                 else

@@ -25,7 +25,9 @@ typedef struct ds_worker_opts {
     unsigned max_in_flight;         /* updates extracting at once, >= 1 */
     const char *metrics_addr;       /* --metrics HOST:PORT, or NULL */
     const char *trusted_keys;       /* require signatures by these, or NULL */
-    volatile sig_atomic_t *stop; /* set by SIGTERM/SIGINT */
+    volatile sig_atomic_t *stop;    /* set by SIGTERM/SIGINT */
+    /* DS_RETIRE_KEEP (default) or DS_RETIRE_REMOVE (--on-retire) */
+    int on_retire;
 } ds_worker_opts;
 
 /* Run until *stop is set (returns 0 after a clean shutdown: in-flight

@@ -2,7 +2,9 @@
 # despooler status: after two sites installed different versions, the
 # matrix shows the published version and each site's, marks the one
 # behind, exits 1 once it is behind longer than --max-behind, and --json
-# parses with the same numbers.
+# parses with the same numbers. Retired packages (hand-made status
+# records): the publisher's retire and each site's (kept, removed, or not
+# yet) are shown in the matrix and in --json.
 . "$(dirname "$0")/lib.sh"
 
 P=$(pkg app); S1=$(site east); S2=$(site west)
@@ -36,6 +38,66 @@ assert p["published"] == 2, p
 assert sites[sys.argv[1]]["version"] == 2 and sites[sys.argv[1]]["mark"] == "ok", sites
 assert sites[sys.argv[2]]["version"] == 1 and sites[sys.argv[2]]["mark"] == "behind", sites
 ' "$S1" "$S2" || fail "--json does not match"
+
+# Retired packages (schema v2 section 11), from hand-made status records:
+# tool retired by the publisher, kept at east, not yet acted on at west;
+# lib retired, removed at east, never at west.
+P2=$(pkg tool); P3=$(pkg lib)
+python3 - "$T" "$S1" "$S2" "$P2" "$P3" <<'PY'
+import sys, time
+t, east, west, tool, lib = sys.argv[1:]
+def s(x):
+    b = x.encode()
+    return (bytes([0xa0 | len(b)]) if len(b) < 32 else bytes([0xd9, len(b)])) + b
+def u(v):
+    return b"\xcf" + v.to_bytes(8, "big")
+now = int(time.time() * 1000)
+recs = [("_published", tool, 3, "retired", ""), (east, tool, 3, "retired", "kept"),
+        (west, tool, 3, "installed", ""), ("_published", lib, 1, "retired", ""),
+        (east, lib, 1, "retired", "removed")]
+with open(f"{t}/status.list", "w") as lst:
+    for i, (site, pkg, v, state, detail) in enumerate(recs):
+        rec = (b"\x86" + s("site") + s(site) + s("package") + s(pkg) + s("version") + u(v)
+               + s("state") + s(state) + s("detail") + s(detail) + s("at_ms") + u(now))
+        open(f"{t}/status.{i}", "wb").write(rec)
+        lst.write(f"{site}/{pkg} {t}/status.{i}\n")
+PY
+"$KTOOL" put -b "$B" -t pkg.status -l "$T/status.list" >/dev/null || fail "ktool put status records"
+"$DESPOOLER" status -b "$B" --package "$P2" >"$T/out2" 2>"$T/err2" || fail "status exited $?: $(cat "$T/out2" "$T/err2")"
+cat "$T/out2"
+[ ! -s "$T/err2" ] || fail "status complained: $(cat "$T/err2")"
+row=$(grep "^$P2 " "$T/out2") || fail "no row for $P2"
+read -r _ pubv pubm c1 c2 c3 c4 <<<"$row"
+[ "$pubv $pubm" = "3 retired" ] || fail "published column of $P2 is '$pubv $pubm', expected '3 retired'"
+[ "$c1 $c2" = "3 retired" ] || fail "east shows '$c1 $c2' for $P2, expected '3 retired' (kept)"
+[ "$c3 $c4" = "3 behind" ] || fail "west shows '$c3 $c4' for $P2, expected '3 behind' (not retired yet)"
+row=$("$DESPOOLER" status -b "$B" --package "$P3" | grep "^$P3 ") || fail "no row for $P3"
+read -r _ pubv pubm c1 c2 <<<"$row"
+[ "$pubv $pubm $c1 $c2" = "1 retired retired -" ] ||
+  fail "$P3 shows '$pubv $pubm $c1 $c2', expected '1 retired retired -' (removed at east)"
+# A retired site is no problem; a site that has not acted on the retire
+# for longer than --max-behind is late, as for a new version.
+rc=0; "$DESPOOLER" status -b "$B" --package "$P3" --max-behind 0 >/dev/null || rc=$?
+[ $rc = 0 ] || fail "--max-behind 0 with $P3 retired or absent everywhere: exit $rc, expected 0"
+rc=0; "$DESPOOLER" status -b "$B" --package "$P2" --max-behind 0 >/dev/null || rc=$?
+[ $rc = 1 ] || fail "--max-behind 0 with west not retired: exit $rc, expected 1"
+"$DESPOOLER" status -b "$B" --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+east, west, app, tool, lib = sys.argv[1:]
+pk = {p["package"]: p for p in d["packages"]}
+assert pk[app]["retired"] is False and pk[app]["published"] == 2, pk[app]
+t = pk[tool]
+assert t["retired"] is True and t["published"] == 3, t
+sites = {s["site"]: s for s in t["sites"]}
+assert sites[east]["state"] == "retired" and sites[east]["mark"] == "retired", sites
+assert sites[east]["detail"] == "kept" and sites[east]["version"] == 3, sites
+assert sites[west]["mark"] == "behind" and sites[west]["state"] == "installed", sites
+l = {s["site"]: s for s in pk[lib]["sites"]}
+assert pk[lib]["retired"] is True and l[east]["detail"] == "removed", pk[lib]
+assert l[east]["mark"] == "retired" and l[west]["mark"] == "missing", l
+' "$S1" "$S2" "$P" "$P2" "$P3" || fail "--json does not show the retired packages"
+
 rc=0; "$DESPOOLER" status -b 127.0.0.1:1 >/dev/null 2>&1 || rc=$?
 [ $rc = 3 ] || fail "unreachable broker: exit $rc, expected 3"
 stop_worker e
