@@ -33,7 +33,13 @@ static void nap_ms(unsigned ms)
         ;
 }
 
-enum { S_FREE, S_WANT, S_GOT, S_MISSING };
+/* Threads that check parts (decompress, hash) ahead of the readers. */
+#define VERIFIERS 2
+
+/* A slot's life: WANT -> GOT (the fetcher copied the record) ->
+ * VERIFYING (a verifier checks it) -> READY (checked: out holds its
+ * bytes, or vrc < 0 says why not); or WANT -> MISSING. */
+enum { S_FREE, S_WANT, S_GOT, S_VERIFYING, S_READY, S_MISSING };
 
 typedef struct slot {
     int state;
@@ -45,6 +51,10 @@ typedef struct slot {
     uint8_t *val;
     size_t vallen, valcap;
     char why[160]; /* S_MISSING */
+    uint8_t *out;  /* S_READY: the part's bytes, outlen of them */
+    size_t outlen;
+    int vrc; /* S_READY: 0, or the check's failure, in verr */
+    ds_err verr;
 } slot;
 
 struct ds_fetch {
@@ -56,10 +66,8 @@ struct ds_fetch {
     size_t head; /* the part next() hands out next */
     slot win[DS_FETCH_WINDOW];
     bool cancelled;
-    /* The reader's: the frame being checked and the bytes handed out. */
-    uint8_t *cur;
-    size_t curcap;
-    uint8_t *out;
+    unsigned busy; /* slots a verifier is checking: close waits */
+    uint8_t *out;  /* the reader's: the bytes handed out last */
 };
 
 typedef struct pstate {
@@ -71,10 +79,13 @@ struct ds_partfetch {
     const ds_kconf *kc;
     char topic[256];
     pthread_mutex_t mu;
-    pthread_cond_t cv; /* slots changed, or cancel */
+    pthread_cond_t cv;  /* slots changed, or cancel */
+    pthread_cond_t vcv; /* a slot to verify, or stop */
     ds_fetch *fetches;
     bool stop, started;
     pthread_t thread;
+    pthread_t verifiers[VERIFIERS];
+    int nverifiers;
     ds_partfetch_stats st;
 
     /* The fetcher thread's own. */
@@ -411,8 +422,10 @@ static void route(ds_partfetch *pf, const rd_kafka_message_t *m)
         if (!used)
             pf->st.dropped++;
     }
-    if (changed)
+    if (changed) {
         pthread_cond_broadcast(&pf->cv);
+        pthread_cond_broadcast(&pf->vcv);
+    }
 }
 
 static void *fetcher_main(void *arg)
@@ -477,6 +490,77 @@ static void *fetcher_main(void *arg)
     return NULL;
 }
 
+/* ---- the verifiers ------------------------------------------------------ */
+
+/* Check slot s's record against ref r of f's package; not under mu (the
+ * slot is VERIFYING: nobody else touches it). */
+static void verify_slot(ds_fetch *f, slot *s, const ds_part_ref *r)
+{
+    ds_part p;
+    ds_err *err = &s->verr;
+    size_t klen = s->keylen > KEY_CAP ? KEY_CAP : s->keylen;
+    s->vrc = 0;
+    if (s->out == NULL && (s->out = malloc(DS_PART_SIZE_MAX)) == NULL) {
+        s->vrc = ds_err_set(err, -ENOMEM, "internal",
+                            "part %llu of %s: out of memory",
+                            (unsigned long long)s->idx, f->package);
+        return;
+    }
+    int rc;
+    if ((rc = ds_part_decode(s->val, s->vallen, &p, err)) < 0 ||
+        (rc = ds_part_check(&p, s->key, klen, f->package, r, err)) < 0 ||
+        (rc = ds_part_verify(&p, s->out, DS_PART_SIZE_MAX, err)) < 0) {
+        s->vrc = rc;
+        if (strcmp(err->reason, "internal") != 0) {
+            char msg[DS_ERRMSG_MAX];
+            snprintf(msg, sizeof(msg), "%s", err->msg);
+            s->vrc = ds_err_set(err, -EINVAL, "part-mismatch",
+                                "part %llu of %zu at %s partition %d offset "
+                                "%lld: %s",
+                                (unsigned long long)s->idx, f->n, f->pf->topic,
+                                (int)r->partition, (long long)r->offset, msg);
+        }
+        return;
+    }
+    s->outlen = p.size;
+}
+
+static void *verifier_main(void *arg)
+{
+    ds_partfetch *pf = arg;
+    pthread_mutex_lock(&pf->mu);
+    while (!pf->stop) {
+        ds_fetch *f = NULL;
+        slot *s = NULL;
+        const ds_part_ref *ref = NULL;
+        /* The earliest part first: a reader waits for its head. */
+        for (size_t k = 0; k < DS_FETCH_WINDOW && s == NULL; k++)
+            for (ds_fetch *g = pf->fetches; g != NULL && s == NULL;
+                 g = g->next) {
+                size_t i = g->head + k;
+                if (i < g->n && g->win[i % DS_FETCH_WINDOW].state == S_GOT) {
+                    f = g;
+                    s = &g->win[i % DS_FETCH_WINDOW];
+                    ref = &g->refs[i];
+                }
+            }
+        if (s == NULL) {
+            pthread_cond_wait(&pf->vcv, &pf->mu);
+            continue;
+        }
+        s->state = S_VERIFYING;
+        f->busy++;
+        pthread_mutex_unlock(&pf->mu);
+        verify_slot(f, s, ref);
+        pthread_mutex_lock(&pf->mu);
+        s->state = S_READY;
+        f->busy--;
+        pthread_cond_broadcast(&pf->cv);
+    }
+    pthread_mutex_unlock(&pf->mu);
+    return NULL;
+}
+
 /* ---- the API ------------------------------------------------------------ */
 
 int ds_partfetch_new(const ds_kconf *kc, const char *topic, ds_partfetch **out,
@@ -489,6 +573,7 @@ int ds_partfetch_new(const ds_kconf *kc, const char *topic, ds_partfetch **out,
     snprintf(pf->topic, sizeof(pf->topic), "%s", topic);
     pthread_mutex_init(&pf->mu, NULL);
     pthread_cond_init(&pf->cv, NULL);
+    pthread_cond_init(&pf->vcv, NULL);
     *out = pf;
     return 0;
 }
@@ -509,16 +594,19 @@ void ds_partfetch_free(ds_partfetch *pf)
     pf->stop = true;
     bool started = pf->started;
     wake(pf);
+    pthread_cond_broadcast(&pf->vcv);
     pthread_mutex_unlock(&pf->mu);
-    if (started) {
+    if (started)
         pthread_join(pf->thread, NULL);
-    }
+    for (int i = 0; i < pf->nverifiers; i++)
+        pthread_join(pf->verifiers[i], NULL);
     if (pf->q != NULL)
         rd_kafka_queue_destroy(pf->q);
     if (pf->rk != NULL)
         rd_kafka_destroy_flags(pf->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     free(pf->ps);
     pthread_cond_destroy(&pf->cv);
+    pthread_cond_destroy(&pf->vcv);
     pthread_mutex_destroy(&pf->mu);
     free(pf);
 }
@@ -556,6 +644,12 @@ int ds_fetch_open(ds_partfetch *pf, const char *package,
         rc = pthread_create(&pf->thread, NULL, fetcher_main, pf);
         if (rc == 0)
             pf->started = true;
+        while (rc == 0 && pf->nverifiers < VERIFIERS) {
+            rc = pthread_create(&pf->verifiers[pf->nverifiers], NULL,
+                                verifier_main, pf);
+            if (rc == 0)
+                pf->nverifiers++;
+        }
     }
     if (rc == 0) {
         f->next = pf->fetches;
@@ -584,7 +678,9 @@ int ds_fetch_next(ds_fetch *f, const void **buf, size_t *len, ds_err *err)
     size_t i = f->head;
     const ds_part_ref *r = &f->refs[i];
     slot *s = &f->win[i % DS_FETCH_WINDOW];
-    while (s->state == S_WANT && !f->cancelled)
+    while (
+        (s->state == S_WANT || s->state == S_GOT || s->state == S_VERIFYING) &&
+        !f->cancelled)
         pthread_cond_wait(&pf->cv, &pf->mu);
     if (f->cancelled) {
         pthread_mutex_unlock(&pf->mu);
@@ -604,45 +700,29 @@ int ds_fetch_next(ds_fetch *f, const void **buf, size_t *len, ds_err *err)
         pthread_mutex_unlock(&pf->mu);
         return rc;
     }
-    /* Take the record's bytes; the slot moves on to part i + window. */
-    uint8_t *v = s->val;
-    size_t vlen = s->vallen, vcap = s->valcap;
-    uint8_t key[KEY_CAP];
-    size_t klen = s->keylen;
-    memcpy(key, s->key, klen < KEY_CAP ? klen : KEY_CAP);
-    s->val = f->cur;
-    s->valcap = f->curcap;
-    f->cur = v;
-    f->curcap = vcap;
+    /* READY: take its bytes (the reader's last buffer goes to the slot);
+     * the slot moves on to part i + window. */
+    int rc = s->vrc;
+    size_t n = s->outlen;
+    if (rc < 0) {
+        *err = s->verr;
+    } else {
+        uint8_t *o = s->out;
+        s->out = f->out;
+        f->out = o;
+        pf->st.parts++;
+        pf->st.bytes += s->vallen;
+    }
     s->state = S_FREE;
     f->head++;
     if (i + DS_FETCH_WINDOW < f->n)
         slot_want(s, i + DS_FETCH_WINDOW);
-    pf->st.parts++;
-    pf->st.bytes += vlen;
     wake(pf);
     pthread_mutex_unlock(&pf->mu);
-
-    ds_part p;
-    int rc;
-    if (klen > KEY_CAP)
-        klen = KEY_CAP; /* longer than any part key: fails the check */
-    if ((rc = ds_part_decode(f->cur, vlen, &p, err)) < 0 ||
-        (rc = ds_part_check(&p, key, klen, f->package, r, err)) < 0 ||
-        (rc = ds_part_verify(&p, f->out, DS_PART_SIZE_MAX, err)) < 0) {
-        if (strcmp(err->reason, "internal") != 0) {
-            char msg[DS_ERRMSG_MAX];
-            snprintf(msg, sizeof(msg), "%s", err->msg);
-            return ds_err_set(err, -EINVAL, "part-mismatch",
-                              "part %zu of %zu at %s partition %d offset "
-                              "%lld: %s",
-                              i, f->n, pf->topic, (int)r->partition,
-                              (long long)r->offset, msg);
-        }
+    if (rc < 0)
         return rc;
-    }
     *buf = f->out;
-    *len = p.size;
+    *len = n;
     return 1;
 }
 
@@ -665,11 +745,14 @@ void ds_fetch_close(ds_fetch *f)
             *pp = f->next;
             break;
         }
+    while (f->busy > 0)
+        pthread_cond_wait(&pf->cv, &pf->mu);
     wake(pf);
     pthread_mutex_unlock(&pf->mu);
-    for (size_t i = 0; i < DS_FETCH_WINDOW; i++)
+    for (size_t i = 0; i < DS_FETCH_WINDOW; i++) {
         free(f->win[i].val);
-    free(f->cur);
+        free(f->win[i].out);
+    }
     free(f->out);
     free(f->refs);
     free(f);

@@ -21,9 +21,13 @@
  * control record), when the partition ends before it, when its offset is
  * out of the partition's range, or when the partition does not exist.
  *
- * Threads: ds_fetch_open / next / close are called by the update's own
- * thread (next from unpack's helper thread: one at a time per fetch);
- * ds_fetch_cancel from any thread.
+ * Threads: the fetcher thread reads and routes records; two verifier
+ * threads check the parts that arrived (decompress, hash), earliest
+ * first, ahead of the readers; ds_fetch_open / next / close are called by
+ * the update's own thread (next from unpack's helper thread: one at a time
+ * per fetch); ds_fetch_cancel from any thread. Memory per open fetch: at
+ * most DS_FETCH_WINDOW records and as many decompressed parts (about
+ * 28 MiB with 16 of 896 KiB), allocated as they are needed.
  */
 #ifndef DS_PARTFETCH_H
 #define DS_PARTFETCH_H
