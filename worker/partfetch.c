@@ -119,7 +119,7 @@ static int make_consumer(ds_partfetch *pf, ds_err *err)
          * 2.0.2 would stall every partition that reached it. */
         (rc = ds_kconf_set(c, "queued.max.messages.kbytes", "65536", err)) <
             0 ||
-        (rc = ds_kconf_set(c, "fetch.max.bytes", "16777216", err)) < 0 ||
+        (rc = ds_kconf_set(c, "fetch.max.bytes", "8388608", err)) < 0 ||
         (rc = ds_kconf_set(c, "fetch.wait.max.ms", "100", err)) < 0 ||
         (rc = ds_kconf_apply(pf->kc, c, err)) < 0) {
         rd_kafka_conf_destroy(c);

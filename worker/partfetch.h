@@ -27,7 +27,7 @@
  * the update's own thread (next from unpack's helper thread: one at a time
  * per fetch); ds_fetch_cancel from any thread. Memory per open fetch: at
  * most DS_FETCH_WINDOW records and as many decompressed parts (about
- * 28 MiB with 16 of 896 KiB), allocated as they are needed.
+ * 18 MiB with 10 of 896 KiB), allocated as they are needed.
  */
 #ifndef DS_PARTFETCH_H
 #define DS_PARTFETCH_H
@@ -40,7 +40,7 @@
 #include "manifest.h"
 
 /* Parts fetched ahead of the reader, per open fetch. */
-#define DS_FETCH_WINDOW 16
+#define DS_FETCH_WINDOW 10
 
 typedef struct ds_partfetch ds_partfetch;
 typedef struct ds_fetch ds_fetch;
