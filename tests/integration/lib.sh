@@ -499,3 +499,20 @@ roll_segments() {
   done
   for p in "${pids[@]}"; do wait "$p" || fail "roll_segments $topic: ktool put failed: $(cat "$T/roll.err")"; done
 }
+
+# compact_fast TOPIC...: make Apache Kafka's log cleaner compact TOPIC
+# within seconds (tests only): segments roll after 1 s (at the next
+# append: see roll_segments), no compaction lag, tombstones kept 1 s, and
+# min.cleanable.dirty.ratio=0, so that any dirty record makes a partition
+# cleanable. (With KAFKA-LOCAL.md's 0.01, a tombstone of a few hundred
+# bytes after a 900 KB part is 0.0003 of the partition: the part would
+# never go.) The broker's cleaner backs off 1 s instead of 15 s when it
+# found nothing to clean (log.cleaner.backoff.ms, a dynamic config).
+compact_fast() {
+  local t
+  for t in "$@"; do
+    kafka_topic_config "$t" cleanup.policy=compact,segment.ms=1000,min.cleanable.dirty.ratio=0,delete.retention.ms=1000,min.compaction.lag.ms=0
+  done
+  grep -qs '^log.cleaner.backoff.ms=1000$' "${KAFKA_STATE:-/nonexistent}/server.properties" ||
+    kafka_broker_config log.cleaner.backoff.ms=1000
+}
