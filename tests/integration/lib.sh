@@ -418,3 +418,101 @@ wait_lag0_bounded() {
   done
   fail "lag of site $s is $l, expected 0 after ${secs}s"
 }
+
+# ---- schema v2 helpers: topic configs, record counts, compaction ---------
+
+# kafka_bootstrap: $B as a host:port list (B may be @FILE).
+kafka_bootstrap() {
+  if [ "${B#@}" != "$B" ]; then cat "${B#@}"; else echo "$B"; fi
+}
+
+# kafka_cli TOOL ARGS...: a Kafka CLI tool (scripts/kafka cli) against
+# this test's broker; its output in $T/kafka-cli.out. Apache Kafka only.
+kafka_cli() {
+  [ "$BROKER_KIND" = kafka ] || fail "kafka_cli $1: needs Apache Kafka (DESPOOL_BROKER=kafka)"
+  local tool=$1; shift
+  "$SRC/scripts/kafka" cli "$tool" --bootstrap-server "$(kafka_bootstrap)" "$@" \
+    >"$T/kafka-cli.out" 2>&1 || { cat "$T/kafka-cli.out"; fail "scripts/kafka cli $tool $* failed"; }
+}
+
+# kafka_topic_config TOPIC k=v[,k=v...]: alter TOPIC's configs (what is
+# not named keeps its value). Apache Kafka only.
+kafka_topic_config() {
+  kafka_cli kafka-configs --alter --entity-type topics --entity-name "$1" --add-config "$2"
+}
+
+# kafka_broker_config k=v[,k=v...]: alter a cluster-wide dynamic broker
+# config (e.g. log.cleaner.backoff.ms, which restarts the log cleaner
+# with the new value). Apache Kafka only.
+kafka_broker_config() {
+  kafka_cli kafka-configs --alter --entity-type brokers --entity-default --add-config "$1"
+}
+
+# partition_count TOPIC (Apache Kafka only).
+partition_count() {
+  kafka_cli kafka-topics --describe --topic "$1"
+  sed -nE 's/.*PartitionCount: *([0-9]+).*/\1/p' "$T/kafka-cli.out" | head -1
+}
+
+# count_records TOPIC [KEY]: records currently in TOPIC (read_committed,
+# tombstones included), or only those whose key is KEY. Use as
+# n=$(count_records ...): a failed dump ends the test.
+count_records() {
+  local out
+  if ! out=$("$KTOOL" dump -b "$B" -t "$1" 2>"$T/count_records.err"); then
+    log "FAIL: ktool dump $1: $(cat "$T/count_records.err")" >&2
+    exit 1
+  fi
+  printf '%s\n' "$out" | awk -v all=$(($# < 2)) -v k="key=${2:-}" \
+    '/^partition=/ && (all || $3 == k) { n++ } END { print n + 0 }'
+}
+
+# wait_compacted TOPIC KEY MAX TIMEOUT_S: until at most MAX records with
+# KEY remain in TOPIC (the log cleaner has run over them); fails after
+# TIMEOUT_S. Sets COMPACTED_AFTER_S to the seconds it waited.
+wait_compacted() {
+  local topic=$1 key=$2 max=$3 secs=$4 n t0=$EPOCHREALTIME end=$((SECONDS + $4))
+  while :; do
+    n=$(count_records "$topic" "$key")
+    if [ "$n" -le "$max" ]; then
+      COMPACTED_AFTER_S=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+      return 0
+    fi
+    [ $SECONDS -lt $end ] || break
+    sleep 0.5
+  done
+  fail "$topic: $n records with key $key after ${secs}s, expected at most $max (log cleaner not run?)"
+}
+
+# roll_segments TOPIC SEGMENT_MS: close the active segment of every
+# partition of TOPIC (the log cleaner never cleans it): waits SEGMENT_MS,
+# then puts a tombstone of key roll-$RUN into each partition (segment.ms
+# rolls a segment at the first append after it). Apache Kafka only.
+roll_segments() {
+  local topic=$1 n i pids=() p
+  n=$(partition_count "$topic")
+  [ -n "$n" ] || fail "roll_segments: no partition count for $topic"
+  sleep "$(awk -v ms="$2" 'BEGIN { printf "%.3f", ms / 1000 + 0.2 }')"
+  for i in $(seq 0 $((n - 1))); do
+    "$KTOOL" put -b "$B" -t "$topic" -k "roll-$RUN" -p "$i" -n 2>>"$T/roll.err" &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || fail "roll_segments $topic: ktool put failed: $(cat "$T/roll.err")"; done
+}
+
+# compact_fast TOPIC...: make Apache Kafka's log cleaner compact TOPIC
+# within seconds (tests only): segments roll after 1 s (at the next
+# append: see roll_segments), no compaction lag, tombstones kept 1 s, and
+# min.cleanable.dirty.ratio=0, so that any dirty record makes a partition
+# cleanable. (With KAFKA-LOCAL.md's 0.01, a tombstone of a few hundred
+# bytes after a 900 KB part is 0.0003 of the partition: the part would
+# never go.) The broker's cleaner backs off 1 s instead of 15 s when it
+# found nothing to clean (log.cleaner.backoff.ms, a dynamic config).
+compact_fast() {
+  local t
+  for t in "$@"; do
+    kafka_topic_config "$t" cleanup.policy=compact,segment.ms=1000,min.cleanable.dirty.ratio=0,delete.retention.ms=1000,min.compaction.lag.ms=0
+  done
+  grep -qs '^log.cleaner.backoff.ms=1000$' "${KAFKA_STATE:-/nonexistent}/server.properties" ||
+    kafka_broker_config log.cleaner.backoff.ms=1000
+}

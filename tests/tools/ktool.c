@@ -1,19 +1,35 @@
 /*
- * ktool.c - test helper, not installed: put a raw event on a topic, or
- * dump a topic (read_committed, from the beginning to its end) one line
- * per message with its headers. Lets integration tests send malformed
- * events and read dead letters and status records without kcat.
+ * ktool.c - test helper, not installed: put a raw event on a topic, dump
+ * a topic (read_committed, from the beginning to its end) one line per
+ * message with its headers, or get the record at one offset. Lets
+ * integration tests send malformed events and tombstones, read dead
+ * letters and status records without kcat, and look at what compaction
+ * left of a topic.
  *
  *   ktool put  -b BOOTSTRAP -t TOPIC -k KEY [-p PARTITION] FILE...
  *              (one event per FILE, in order, one producer)
+ *   ktool put  -b BOOTSTRAP -t TOPIC -k KEY [-p PARTITION] -n
+ *              (one record with a null value: a tombstone)
  *   ktool put  -b BOOTSTRAP -t TOPIC -l LIST [-r PER_SECOND]
  *              (LIST: lines "KEY FILE"; at most PER_SECOND events a
  *              second; prints "delivered partition=P offset=O key=K
  *              ts=MS" per event, MS the wall clock when it was produced,
  *              also its create time: for benchmarks)
- *   ktool dump -b BOOTSTRAP -t TOPIC                  (until end of topic)
+ *   ktool dump -b BOOTSTRAP -t TOPIC [-p PARTITION]   (until end of topic,
+ *              or of that one partition)
+ *   ktool get  -b BOOTSTRAP -t TOPIC -p PARTITION -o OFFSET [-x]
+ *              (the first record at or after OFFSET; exit 0 if it is at
+ *              exactly OFFSET, 3 if it is at a later offset or there is
+ *              none up to the partition's end, 1 on errors)
  *
- * dump prints: partition=P offset=O key=K len=N h.NAME="VALUE" ...
+ * dump and get print one line per record:
+ *   partition=P offset=O key=K len=N|null h.NAME="VALUE" ...
+ * len=null is a null value (a tombstone), len=0 an empty one. get -x adds
+ * value_hex=HEX (the whole value; nothing for a null value). When get
+ * finds no record it prints "partition=P offset=none from=O end=E" (E the
+ * partition's end as read_committed sees it, or "out-of-range").
+ * (One line per record with its key and null|len is what a "keys" command
+ * would print: dump is that command.)
  */
 #include <getopt.h>
 #include <stdint.h>
@@ -64,7 +80,8 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* keys[i] may be NULL: then key. rate > 0: at most rate events a second. */
+/* keys[i] may be NULL: then key. files[i] NULL: a null value (tombstone).
+ * rate > 0: at most rate events a second. */
 static int put(const ds_kconf *kc, const char *topic, int32_t partition,
                const char *key, char **keys, char **files, int nfiles,
                double rate)
@@ -97,7 +114,7 @@ static int put(const ds_kconf *kc, const char *topic, int32_t partition,
         while (rate > 0 && (double)(mono_ms() - t0) < 1000.0 * i / rate)
             rd_kafka_poll(rk, 1);
         rd_kafka_poll(rk, 0);
-        if (ds_read_file(files[i], &val, &len, &err) < 0) {
+        if (files[i] != NULL && ds_read_file(files[i], &val, &len, &err) < 0) {
             fprintf(stderr, "ktool put: %s\n", err.msg);
             rc = 1;
             break;
@@ -110,8 +127,8 @@ static int put(const ds_kconf *kc, const char *topic, int32_t partition,
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
         free(val);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            fprintf(stderr, "ktool put: %s: %s\n", files[i],
-                    rd_kafka_err2str(e));
+            fprintf(stderr, "ktool put: %s: %s\n",
+                    files[i] ? files[i] : "(null value)", rd_kafka_err2str(e));
             rc = 1;
         }
     }
@@ -124,7 +141,37 @@ static int put(const ds_kconf *kc, const char *topic, int32_t partition,
     return rc;
 }
 
-static int dump(const ds_kconf *kc, const char *topic)
+/* One record as dump and get print it; hex: also the value in hex. */
+static void print_record(const rd_kafka_message_t *m, int hex)
+{
+    printf("partition=%d offset=%lld key=%.*s", (int)m->partition,
+           (long long)m->offset, (int)m->key_len,
+           m->key ? (const char *)m->key : "");
+    if (m->payload == NULL)
+        printf(" len=null");
+    else
+        printf(" len=%zu", m->len);
+    rd_kafka_headers_t *h = NULL;
+    if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        const char *name;
+        const void *v;
+        size_t vs;
+        for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &v, &vs) == 0;
+             i++)
+            printf(" h.%s=\"%.*s\"", name, (int)vs, v ? (const char *)v : "");
+    }
+    if (hex && m->payload != NULL) {
+        const unsigned char *p = m->payload;
+        printf(" value_hex=");
+        for (size_t i = 0; i < m->len; i++)
+            printf("%02x", p[i]);
+    }
+    printf("\n");
+}
+
+/* A consumer that only assigns (never joins "ktool"), read_committed
+ * unless -X says otherwise, EOF events on. NULL on failure (said). */
+static rd_kafka_t *consumer_new(const ds_kconf *kc, const char *what)
 {
     char errstr[512];
     ds_err err;
@@ -133,64 +180,140 @@ static int dump(const ds_kconf *kc, const char *topic)
     ds_kconf_set(c, "enable.auto.commit", "false", NULL);
     ds_kconf_set(c, "isolation.level", "read_committed", NULL);
     ds_kconf_set(c, "enable.partition.eof", "true", NULL);
+    /* get: an offset below the log start or past the end is an error
+     * event, not a silent jump to another offset. */
+    ds_kconf_set(c, "auto.offset.reset", "error", NULL);
     if (ds_kconf_apply(kc, c, &err) < 0) {
-        fprintf(stderr, "ktool dump: %s\n", err.msg);
-        return 1;
+        fprintf(stderr, "ktool %s: %s\n", what, err.msg);
+        rd_kafka_conf_destroy(c);
+        return NULL;
     }
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, sizeof(errstr));
-    if (rk == NULL) {
-        fprintf(stderr, "ktool dump: %s\n", errstr);
-        return 1;
-    }
+    if (rk == NULL)
+        fprintf(stderr, "ktool %s: %s\n", what, errstr);
+    return rk;
+}
+
+/* The partition count of topic, or -1 (said). */
+static int partition_count(rd_kafka_t *rk, const char *topic)
+{
     const rd_kafka_metadata_t *md;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) !=
-            RD_KAFKA_RESP_ERR_NO_ERROR ||
-        md->topic_cnt != 1) {
-        fprintf(stderr, "ktool dump: no metadata for %s\n", topic);
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+    rd_kafka_topic_destroy(rkt);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        fprintf(stderr, "ktool: metadata of %s: %s\n", topic,
+                rd_kafka_err2str(e));
+        return -1;
+    }
+    int n = -1;
+    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        n = md->topics[0].partition_cnt;
+    else
+        fprintf(stderr, "ktool: metadata of %s: %s\n", topic,
+                md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err)
+                                   : "no such topic");
+    rd_kafka_metadata_destroy(md);
+    return n;
+}
+
+/* Every record of topic (or of one partition: partition >= 0) from the
+ * beginning to the end. */
+static int dump(const ds_kconf *kc, const char *topic, int32_t partition)
+{
+    rd_kafka_t *rk = consumer_new(kc, "dump");
+    if (rk == NULL)
+        return 1;
+    int n = partition_count(rk, topic);
+    if (n < 0 || partition >= n) {
+        if (n >= 0)
+            fprintf(stderr, "ktool dump: %s has %d partitions, no %d\n", topic,
+                    n, (int)partition);
+        rd_kafka_destroy(rk);
         return 1;
     }
-    int n = md->topics[0].partition_cnt;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
-    for (int i = 0; i < n; i++)
+    int first = partition >= 0 ? partition : 0;
+    int last = partition >= 0 ? partition : n - 1;
+    int want = last - first + 1;
+    rd_kafka_topic_partition_list_t *l =
+        rd_kafka_topic_partition_list_new(want);
+    for (int i = first; i <= last; i++)
         rd_kafka_topic_partition_list_add(l, topic, i)->offset =
             RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_metadata_destroy(md);
-    rd_kafka_topic_destroy(rkt);
     rd_kafka_assign(rk, l);
     int eof = 0, idle = 0;
-    while (eof < n && idle < 100) {
+    while (eof < want && idle < 100) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
         if (m == NULL) {
             idle++;
             continue;
         }
         idle = 0;
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
             eof++;
-        } else if (m->err) {
-            fprintf(stderr, "ktool dump: %s\n", rd_kafka_message_errstr(m));
-        } else {
-            printf("partition=%d offset=%lld key=%.*s len=%zu",
-                   (int)m->partition, (long long)m->offset, (int)m->key_len,
-                   m->key ? (const char *)m->key : "", m->len);
-            rd_kafka_headers_t *h = NULL;
-            if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                const char *name;
-                const void *v;
-                size_t vs;
-                for (size_t i = 0;
-                     rd_kafka_header_get_all(h, i, &name, &v, &vs) == 0; i++)
-                    printf(" h.%s=\"%.*s\"", name, (int)vs,
-                           v ? (const char *)v : "");
-            }
-            printf("\n");
-        }
+        else if (m->err)
+            fprintf(stderr, "ktool dump: %s [%d]: %s\n", topic,
+                    (int)m->partition, rd_kafka_message_errstr(m));
+        else
+            print_record(m, 0);
         rd_kafka_message_destroy(m);
     }
+    if (eof < want)
+        fprintf(stderr,
+                "ktool dump: %s: %d of %d partitions not read to their end "
+                "(10 s without a message)\n",
+                topic, want - eof, want);
     rd_kafka_topic_partition_list_destroy(l);
     rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
-    return eof < n ? 1 : 0;
+    return eof < want ? 1 : 0;
+}
+
+/* The first record of topic [partition] at or after offset: 0 at exactly
+ * offset, 3 at a later one or none, 1 on errors. */
+static int get(const ds_kconf *kc, const char *topic, int32_t partition,
+               int64_t offset, int hex)
+{
+    rd_kafka_t *rk = consumer_new(kc, "get");
+    if (rk == NULL)
+        return 1;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = offset;
+    rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    int rc = 1;
+    for (int idle = 0; idle < 100;) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (m == NULL) {
+            idle++;
+            continue;
+        }
+        if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            print_record(m, hex);
+            rc = m->offset == offset ? 0 : 3;
+        } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            printf("partition=%d offset=none from=%lld end=%lld\n",
+                   (int)partition, (long long)offset, (long long)m->offset);
+            rc = 3;
+        } else if (m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET ||
+                   m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE) {
+            printf("partition=%d offset=none from=%lld end=out-of-range\n",
+                   (int)partition, (long long)offset);
+            rc = 3;
+        } else {
+            fprintf(stderr, "ktool get: %s [%d] offset %lld: %s\n", topic,
+                    (int)partition, (long long)offset,
+                    rd_kafka_message_errstr(m));
+        }
+        rd_kafka_message_destroy(m);
+        break;
+    }
+    if (rc == 1)
+        fprintf(stderr,
+                "ktool get: %s [%d] offset %lld: no record, end or error "
+                "within 10 s\n",
+                topic, (int)partition, (long long)offset);
+    rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    return rc;
 }
 
 /* LIST: one "KEY FILE" per line. Fills *keys and *files (malloc'd). */
@@ -231,19 +354,33 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr,
-                "usage: ktool put|dump -b B -t TOPIC [-k KEY FILE...]\n");
+                "usage: ktool put -b B -t TOPIC -k KEY [-p P] FILE...|-n\n"
+                "       ktool put -b B -t TOPIC -l LIST [-r PER_SECOND]\n"
+                "       ktool dump -b B -t TOPIC [-p P]\n"
+                "       ktool get -b B -t TOPIC -p P -o OFFSET [-x]\n");
         return 2;
     }
     const char *mode = argv[1], *topic = NULL, *key = "", *list = NULL;
     double rate = 0;
     int32_t partition = RD_KAFKA_PARTITION_UA;
+    int64_t offset = -1;
+    int hex = 0, null_value = 0;
     ds_kconf kc = {0};
     ds_err err;
     int c;
     argc--;
     argv++;
-    while ((c = getopt(argc, argv, "b:t:k:p:X:l:r:")) != -1) {
+    while ((c = getopt(argc, argv, "b:t:k:p:X:l:r:o:xn")) != -1) {
         switch (c) {
+        case 'o':
+            offset = strtoll(optarg, NULL, 10);
+            break;
+        case 'x':
+            hex = 1;
+            break;
+        case 'n':
+            null_value = 1;
+            break;
         case 'l':
             list = optarg;
             break;
@@ -288,11 +425,16 @@ int main(int argc, char **argv)
         }
         free(keys);
         free(files);
-    } else if (strcmp(mode, "put") == 0 && optind < argc)
+    } else if (strcmp(mode, "put") == 0 && null_value && optind == argc) {
+        char *none[1] = {NULL};
+        rc = put(&kc, topic, partition, key, NULL, none, 1, rate);
+    } else if (strcmp(mode, "put") == 0 && !null_value && optind < argc)
         rc = put(&kc, topic, partition, key, NULL, argv + optind, argc - optind,
                  rate);
     else if (strcmp(mode, "dump") == 0)
-        rc = dump(&kc, topic);
+        rc = dump(&kc, topic, partition);
+    else if (strcmp(mode, "get") == 0 && partition >= 0 && offset >= 0)
+        rc = get(&kc, topic, partition, offset, hex);
     else
         rc = 2;
     ds_kconf_free(&kc);
