@@ -248,7 +248,9 @@ static const struct field status_fields[S_NFIELDS] = {
     [S_AT_MS] = {"at_ms", K_UINT, 0, true},
 };
 
-static const char *const status_states[] = {"published", "installed", "failed"};
+/* "retired": pkgpub retire's _published record (schemas/v2 section 11). */
+static const char *const status_states[] = {"published", "installed", "failed",
+                                            "retired"};
 
 static bool key_is(const msgpack_object *key, const char *name)
 {

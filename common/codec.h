@@ -82,7 +82,7 @@ typedef struct ds_status {
     char site[DS_SITE_MAX + 1]; /* "_published" for pkgpub */
     char package[DS_PACKAGE_MAX + 1];
     uint64_t version;
-    char state[DS_STATE_MAX + 1];   /* published | installed | failed */
+    char state[DS_STATE_MAX + 1]; /* published | installed | failed | retired */
     char detail[DS_DETAIL_MAX + 1]; /* human text, may be empty */
     uint64_t at_ms;
 } ds_status;

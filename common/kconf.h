@@ -17,6 +17,7 @@
 #define DS_TOPIC_UPDATES "pkg.updates"
 #define DS_TOPIC_DLQ     "pkg.updates.dlq"
 #define DS_TOPIC_STATUS  "pkg.status"
+#define DS_TOPIC_CONTENT "pkg.content" /* schema v2's parts */
 
 /* The embedded broker (`despooler dev-broker`) is librdkafka's mock
  * cluster. Each partition keeps at most DS_EMBEDDED_PARTITION_BYTES of
