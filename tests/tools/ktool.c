@@ -11,9 +11,15 @@
  *              second; prints "delivered partition=P offset=O key=K
  *              ts=MS" per event, MS the wall clock when it was produced,
  *              also its create time: for benchmarks)
- *   ktool dump -b BOOTSTRAP -t TOPIC                  (until end of topic)
+ *   ktool dump -b BOOTSTRAP -t TOPIC [-m]             (until end of topic)
  *
  * dump prints: partition=P offset=O key=K len=N h.NAME="VALUE" ...
+ * (len=null for a null value, a tombstone). -m: after each schema v2
+ * manifest's line, "manifest version=V form=F nparts=N zsize=Z refs=R"
+ * and one "ref I id=HEX size=S zsize=Z partition=P offset=O" line per
+ * entry of its parts or index array ("manifest invalid: ..." if it does
+ * not decode); after each status record's line, "status site=S
+ * package=P version=V state=T".
  */
 #include <getopt.h>
 #include <stdint.h>
@@ -25,6 +31,8 @@
 
 #include "fsutil.h"
 #include "kconf.h"
+#include "log.h"
+#include "manifest.h"
 
 typedef struct put_state {
     int failed;
@@ -124,7 +132,63 @@ static int put(const ds_kconf *kc, const char *topic, int32_t partition,
     return rc;
 }
 
-static int dump(const ds_kconf *kc, const char *topic)
+/* dump's len= field: a tombstone (null value) is not an empty value. */
+static void print_len(const rd_kafka_message_t *m)
+{
+    if (m->payload == NULL)
+        printf(" len=null");
+    else
+        printf(" len=%zu", m->len);
+}
+
+/* dump -m: a v2 manifest's refs, one line each. */
+static void print_manifest(const rd_kafka_message_t *m)
+{
+    uint64_t schema = 0;
+    ds_manifest mf;
+    ds_err err;
+    if (m->payload == NULL ||
+        ds_value_schema(m->payload, m->len, &schema, NULL) < 0 ||
+        schema != DS_SCHEMA_V2)
+        return;
+    if (ds_manifest_decode(m->payload, m->len, &mf, &err) < 0) {
+        printf("manifest invalid: %s\n", err.msg);
+        return;
+    }
+    static const char *const forms[] = {"?", "inline", "parts", "index"};
+    printf("manifest version=%llu form=%s nparts=%llu zsize=%llu refs=%u\n",
+           (unsigned long long)mf.version, forms[mf.form],
+           (unsigned long long)mf.nparts, (unsigned long long)mf.zsize,
+           (unsigned)mf.nrefs);
+    if (mf.nrefs == 0)
+        return;
+    ds_part_ref *refs = calloc(mf.nrefs, sizeof(*refs));
+    if (refs == NULL || ds_manifest_refs(&mf, refs, mf.nrefs, &err) < 0) {
+        printf("manifest invalid: refs\n");
+        free(refs);
+        return;
+    }
+    for (uint32_t i = 0; i < mf.nrefs; i++) {
+        char hex[2 * DS_SHA256_LEN + 1];
+        printf("ref %u id=%s size=%u zsize=%u partition=%d offset=%lld\n",
+               (unsigned)i, ds_hex(hex, refs[i].id, DS_SHA256_LEN),
+               (unsigned)refs[i].size, (unsigned)refs[i].zsize,
+               (int)refs[i].partition, (long long)refs[i].offset);
+    }
+    free(refs);
+}
+
+/* dump -m: a status record's fields. */
+static void print_status(const rd_kafka_message_t *m)
+{
+    ds_status st;
+    if (m->payload != NULL &&
+        ds_status_decode(m->payload, m->len, &st, NULL) == 0)
+        printf("status site=%s package=%s version=%llu state=%s\n", st.site,
+               st.package, (unsigned long long)st.version, st.state);
+}
+
+static int dump(const ds_kconf *kc, const char *topic, int manifests)
 {
     char errstr[512];
     ds_err err;
@@ -171,9 +235,10 @@ static int dump(const ds_kconf *kc, const char *topic)
         } else if (m->err) {
             fprintf(stderr, "ktool dump: %s\n", rd_kafka_message_errstr(m));
         } else {
-            printf("partition=%d offset=%lld key=%.*s len=%zu",
-                   (int)m->partition, (long long)m->offset, (int)m->key_len,
-                   m->key ? (const char *)m->key : "", m->len);
+            printf("partition=%d offset=%lld key=%.*s", (int)m->partition,
+                   (long long)m->offset, (int)m->key_len,
+                   m->key ? (const char *)m->key : "");
+            print_len(m);
             rd_kafka_headers_t *h = NULL;
             if (rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
                 const char *name;
@@ -185,6 +250,10 @@ static int dump(const ds_kconf *kc, const char *topic)
                            v ? (const char *)v : "");
             }
             printf("\n");
+            if (manifests && strcmp(topic, DS_TOPIC_STATUS) == 0)
+                print_status(m);
+            else if (manifests)
+                print_manifest(m);
         }
         rd_kafka_message_destroy(m);
     }
@@ -237,15 +306,19 @@ int main(int argc, char **argv)
     const char *mode = argv[1], *topic = NULL, *key = "", *list = NULL;
     double rate = 0;
     int32_t partition = RD_KAFKA_PARTITION_UA;
+    int manifests = 0;
     ds_kconf kc = {0};
     ds_err err;
     int c;
     argc--;
     argv++;
-    while ((c = getopt(argc, argv, "b:t:k:p:X:l:r:")) != -1) {
+    while ((c = getopt(argc, argv, "b:t:k:p:X:l:r:m")) != -1) {
         switch (c) {
         case 'l':
             list = optarg;
+            break;
+        case 'm':
+            manifests = 1;
             break;
         case 'r':
             rate = atof(optarg);
@@ -292,7 +365,7 @@ int main(int argc, char **argv)
         rc = put(&kc, topic, partition, key, NULL, argv + optind, argc - optind,
                  rate);
     else if (strcmp(mode, "dump") == 0)
-        rc = dump(&kc, topic);
+        rc = dump(&kc, topic, manifests);
     else
         rc = 2;
     ds_kconf_free(&kc);
