@@ -304,7 +304,11 @@ static ds_txn_fate fatal_fate(rd_kafka_t *rk)
 {
     char buf[256];
     rd_kafka_resp_err_t e = rd_kafka_fatal_error(rk, buf, sizeof(buf));
-    return e == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+    /* librdkafka 2.0 reports the broker's PRODUCER_FENCED or
+     * INVALID_PRODUCER_EPOCH as its own _FENCED: fencing from here would
+     * bump the epoch again and abort the new producer's transaction. */
+    return e == RD_KAFKA_RESP_ERR__FENCED ||
+                   e == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
                    e == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH
                ? DS_FATE_FENCED
                : DS_FATE_FENCE;

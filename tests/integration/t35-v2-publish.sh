@@ -14,6 +14,11 @@
 #    next version reads the previous index back from pkg.content (every
 #    part but the changed tail reused), retire tombstones the index part
 #    too;
+#  - Apache Kafka only: one publisher per package: a second pkgpub of
+#    the package (same default transactional id pkgpub-<package>, from
+#    anywhere) fences a slow first one, which fails saying so; the
+#    second's manifest is the package's newest, the first's parts never
+#    become visible;
 #  - every ref of every manifest points at a record keyed
 #    <package>/<part id hex> at exactly its (partition, offset), the
 #    manifests are keyed by the package in one partition, in order, and the
@@ -220,4 +225,41 @@ for b in bad:
     print("  " + b)
 sys.exit(1 if bad else 0)
 PY
+# One publisher per package (Kafka: the embedded broker shows aborted
+# transactions and does not fence).
+if [ "$BROKER_KIND" = kafka ]; then
+  F=$(pkg fenced)
+  "$PKGPUB" -b "$B" -p "$F" -V 1 --part-size 1024 --no-progress \
+    -X linger.ms=20 -X queue.buffering.max.messages=1 \
+    "$T/src/$X/1" >"$T/slow.out" 2>"$T/slow.err" &
+  SPID=$!; PIDS+=($SPID)
+  # Wait until the slow one is sending (its parts are in the log).
+  for _ in $(seq 150); do
+    n=$("$KTOOL" dump -b "$B" -t pkg.content -X isolation.level=read_uncommitted 2>/dev/null |
+        grep -c "key=$F/" || true)
+    [ "$n" -ge 20 ] && break
+    sleep 0.2
+  done
+  [ "$n" -ge 20 ] || fail "the slow publisher sent no parts ($(tail -2 "$T/slow.err"))"
+  kill -0 $SPID 2>/dev/null || fail "the slow publisher ended early: $(tail -2 "$T/slow.err")"
+  publish "$F" 2 "$T/src/$P/1" >"$T/f2.json"
+  rc=
+  for _ in $(seq 300); do
+    kill -0 $SPID 2>/dev/null || { rc=0; wait $SPID || rc=$?; break; }
+    sleep 0.1
+  done
+  [ -n "$rc" ] || fail "the fenced publisher still runs 30 s after the second one committed"
+  forget_pid $SPID
+  [ "$rc" != 0 ] || fail "the fenced publisher exited 0: $(cat "$T/slow.out")"
+  grep -q "^pkgpub: another producer with transactional id pkgpub-$F .*took over" "$T/slow.err" ||
+    fail "the fenced publisher does not say it was fenced: $(grep '^pkgpub' "$T/slow.err")"
+  "$KTOOL" dump -b "$B" -t pkg.updates -m >"$T/fenced.dump"
+  grep -A1 "key=$F " "$T/fenced.dump" | grep -q "^manifest version=2 form=inline" ||
+    fail "the second publisher's manifest is not the package's: $(grep -A1 "key=$F " "$T/fenced.dump")"
+  [ "$(grep -c "key=$F " "$T/fenced.dump")" = 1 ] || fail "more than one committed record of $F"
+  n=$("$KTOOL" dump -b "$B" -t pkg.content | grep -c "key=$F/" || true)
+  [ "$n" = 0 ] || fail "$n part(s) of the fenced publication are visible read_committed"
+  log "one publisher per package: the second fenced the first ($(grep -o 'took over.*' "$T/slow.err" | cut -c1-60)...)"
+fi
+
 log "PASS (inline v1, parts v2, v3 reusing $(jget "$T/v3.json" parts_reused) of $(jget "$T/v3.json" parts) parts with $(jget "$T/v3.json" parts_tombstoned) tombstoned, retire tombstoned $(jget "$T/retire.json" parts_tombstoned))"
