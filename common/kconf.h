@@ -66,6 +66,11 @@ int ds_kconf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
 void ds_kconf_log_error(rd_kafka_t *rk, int err, const char *reason,
                         void *opaque);
 
+/* The log_cb ds_kconf_apply installs: one logfmt line (kafka-log) per
+ * librdkafka log line. */
+void ds_kconf_log(const rd_kafka_t *rk, int level, const char *fac,
+                  const char *buf);
+
 /* Apply bootstrap and the user's overrides onto conf (which holds the
  * program's defaults). Fails if no bootstrap was given. */
 int ds_kconf_apply(const ds_kconf *kc, rd_kafka_conf_t *conf, ds_err *err);

@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "log.h"
 #include "progress.h"
@@ -16,6 +17,16 @@ struct ds_reader {
     rd_kafka_t *rc; /* read_committed */
     rd_kafka_t *ru; /* read_uncommitted: the high watermark */
 };
+
+/* The user's -X/-F settings are meant for the producer too: librdkafka's
+ * warnings that a producer property is ignored by these consumers are
+ * noise. */
+static void reader_log(const rd_kafka_t *rk, int level, const char *fac,
+                       const char *buf)
+{
+    if (strcmp(fac, "CONFWARN") != 0)
+        ds_kconf_log(rk, level, fac, buf);
+}
 
 static int consumer_new(const ds_kconf *kc, const char *isolation,
                         rd_kafka_t **out, ds_err *err)
@@ -39,6 +50,7 @@ static int consumer_new(const ds_kconf *kc, const char *isolation,
         rd_kafka_conf_destroy(c);
         return rc;
     }
+    rd_kafka_conf_set_log_cb(c, reader_log);
     *out = rd_kafka_new(RD_KAFKA_CONSUMER, c, errstr, sizeof(errstr));
     if (*out == NULL) {
         rd_kafka_conf_destroy(c);
