@@ -10,6 +10,8 @@
 #    own partition;
 #  - retire: a null on pkg.updates and nulls for every part of version 3;
 #    retiring again, or a package never published: nothing to do, exit 0;
+#  - the previous manifest is found behind 300 later records of other
+#    keys in its partition (read backward in growing windows);
 #  - the index form (forced with --part-size 1024: > 8192 parts): the
 #    next version reads the previous index back from pkg.content (every
 #    part but the changed tail reused), retire tombstones the index part
@@ -25,7 +27,7 @@
 #    status records say published, then retired.
 . "$(dirname "$0")/lib.sh"
 
-P=$(pkg app); Q=$(pkg old); N=$(pkg never); X=$(pkg idx); S=$(site s1); L=$T/lib
+P=$(pkg app); Q=$(pkg old); N=$(pkg never); X=$(pkg idx); W=$(pkg far); S=$(site s1); L=$T/lib
 jget() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$@"; }
 
 # --schema 1: chunk events a worker installs, as before.
@@ -57,6 +59,22 @@ done
   fail "pkgpub retire of a package never published exited non-zero"
 grep -q "no record on pkg.updates.*nothing to do" "$T/retire3.txt" ||
   fail "retire of a package never published says: $(cat "$T/retire3.txt")"
+
+# The previous manifest far back: 300 records of another key after it.
+make_random_tree "$T/src/$W/1" 4 2
+cp -a "$T/src/$W/1" "$T/src/$W/2"
+echo changed >>"$T/src/$W/2/run.sh"
+publish "$W" 1 "$T/src/$W/1" >"$T/w1.json"
+echo filler >"$T/filler"
+files=(); for _ in $(seq 300); do files+=("$T/filler"); done
+"$KTOOL" put -b "$B" -t pkg.updates -p "$(jget "$T/w1.json" partition)" \
+  -k "filler-$RUN" "${files[@]}" || fail "ktool put filler"
+publish "$W" 2 "$T/src/$W/2" >"$T/w2.json"
+[ "$(jget "$T/w2.json" parts_reused)" -ge 1 ] && [ "$(jget "$T/w2.json" parts_tombstoned)" -ge 1 ] ||
+  fail "the manifest behind 300 records was not found: $(cat "$T/w2.json")"
+grep -q "msg=previous-record package=$W .*offset=$(jget "$T/w1.json" first_offset) kind=\"v2 parts\"" "$T/pkgpub.log" ||
+  fail "pkgpub did not log the previous record of $W at offset $(jget "$T/w1.json" first_offset)"
+log "previous manifest behind 300 records: found (reused $(jget "$T/w2.json" parts_reused), tombstoned $(jget "$T/w2.json" parts_tombstoned))"
 
 # The index form: 8.5 MiB in parts of 1 KiB.
 mkdir -p "$T/src/$X/1/data"
