@@ -10,6 +10,9 @@
 #    own partition;
 #  - retire: a null on pkg.updates and nulls for every part of version 3;
 #    retiring again, or a package never published: nothing to do, exit 0;
+#  - a publication failing after its transaction began (here: parts over
+#    the producer's message.max.bytes) is aborted and says so; nothing of
+#    it is committed;
 #  - the previous manifest is found behind 300 later records of other
 #    keys in its partition (read backward in growing windows);
 #  - the index form (forced with --part-size 1024: > 8192 parts): the
@@ -59,6 +62,20 @@ done
   fail "pkgpub retire of a package never published exited non-zero"
 grep -q "no record on pkg.updates.*nothing to do" "$T/retire3.txt" ||
   fail "retire of a package never published says: $(cat "$T/retire3.txt")"
+
+# A failure after begin: aborted, nothing committed.
+A=$(pkg abort)
+rc=0
+"$PKGPUB" -b "$B" -p "$A" -V 1 --no-progress -X message.max.bytes=500000 \
+  "$T/src/$P/2" >"$T/abort.out" 2>"$T/abort.err" || rc=$?
+[ $rc = 1 ] || fail "pkgpub with parts over message.max.bytes exited $rc: $(cat "$T/abort.out")"
+grep -Eq "^pkgpub: .*produce to pkg.content partition [0-9]+ key $A/" "$T/abort.err" ||
+  fail "the error does not name the part: $(grep '^pkgpub' "$T/abort.err")"
+grep -q "^pkgpub: the transaction (transactional id pkgpub-$A) was aborted" "$T/abort.err" ||
+  fail "pkgpub does not say the transaction was aborted: $(grep '^pkgpub' "$T/abort.err")"
+"$KTOOL" dump -b "$B" -t pkg.updates >"$T/abort.dump"
+grep -q "key=$A " "$T/abort.dump" && fail "a record of the aborted publication is on pkg.updates"
+log "failure after begin: aborted ($(grep -o 'Broker: .*\|Local: [^:]*' "$T/abort.err" | head -1))"
 
 # The previous manifest far back: 300 records of another key after it.
 make_random_tree "$T/src/$W/1" 4 2
