@@ -160,8 +160,8 @@ int ds_kconf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
  * FAIL) are left out: they reach the program as error events, which it
  * logs once with its own context. Called from librdkafka's threads:
  * ds_log keeps no state and writes each line with one write(2). */
-static void log_to_logfmt(const rd_kafka_t *rk, int level, const char *fac,
-                          const char *buf)
+void ds_kconf_log(const rd_kafka_t *rk, int level, const char *fac,
+                  const char *buf)
 {
     if (strcmp(fac, "FAIL") == 0)
         return;
@@ -186,7 +186,7 @@ void ds_kconf_log_error(rd_kafka_t *rk, int err, const char *reason,
 
 int ds_kconf_apply(const ds_kconf *kc, rd_kafka_conf_t *conf, ds_err *err)
 {
-    rd_kafka_conf_set_log_cb(conf, log_to_logfmt);
+    rd_kafka_conf_set_log_cb(conf, ds_kconf_log);
     int have_bootstrap = kc->bootstrap != NULL;
     if (kc->bootstrap != NULL) {
         int rc = ds_kconf_set(conf, "bootstrap.servers", kc->bootstrap, err);

@@ -17,7 +17,7 @@
 #define DS_TOPIC_UPDATES "pkg.updates"
 #define DS_TOPIC_DLQ     "pkg.updates.dlq"
 #define DS_TOPIC_STATUS  "pkg.status"
-#define DS_TOPIC_CONTENT "pkg.content"
+#define DS_TOPIC_CONTENT "pkg.content" /* schema v2's parts */
 
 /* The embedded broker (`despooler dev-broker`) is librdkafka's mock
  * cluster. Each partition keeps at most DS_EMBEDDED_PARTITION_BYTES of
@@ -65,6 +65,11 @@ int ds_kconf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
 /* An error_cb that logs the error as one logfmt line (kafka-error). */
 void ds_kconf_log_error(rd_kafka_t *rk, int err, const char *reason,
                         void *opaque);
+
+/* The log_cb ds_kconf_apply installs: one logfmt line (kafka-log) per
+ * librdkafka log line. */
+void ds_kconf_log(const rd_kafka_t *rk, int level, const char *fac,
+                  const char *buf);
 
 /* Apply bootstrap and the user's overrides onto conf (which holds the
  * program's defaults). Fails if no bootstrap was given. */

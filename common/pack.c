@@ -50,6 +50,7 @@ typedef struct packer {
     struct archive_entry *entry;
     uint64_t files, size, zsize;
     uint64_t done, total, reported;
+    uint64_t counted;    /* entries the pre-walk saw */
     char path[PATH_MAX]; /* relative path of the entry being handled */
 } packer;
 
@@ -350,6 +351,7 @@ static int walk(packer *p, int dfd, int own, size_t off, size_t len, int depth,
             break;
         }
         if (count_only) {
+            p->counted++;
             if (S_ISREG(st.st_mode))
                 p->total += (uint64_t)st.st_size;
         } else if (S_ISREG(st.st_mode)) {
@@ -688,4 +690,34 @@ int ds_pack_parts(const char *source, const ds_pack_opts *opts, ds_parts *sink,
         return ds_err_set(err, -EINVAL, "internal",
                           "pack: missing source or part cutter");
     return pack_run(source, opts, -1, sink, st, err);
+}
+
+/* Per entry of the tar stream, at most: its header block, a pax extended
+ * header (header block + up to 2 blocks of records for long names or
+ * links) and the padding of its data to a block. */
+#define PACK_ENTRY_BOUND (5 * 512)
+
+int ds_pack_source_bytes(const char *source, uint64_t *bytes, ds_err *err)
+{
+    struct stat sst;
+    *bytes = 0;
+    if (stat(source, &sst) < 0)
+        return ds_err_sys(err, "io-error", "pack: stat %s", source);
+    if (S_ISREG(sst.st_mode)) {
+        *bytes = (uint64_t)sst.st_size;
+        return 0;
+    }
+    if (!S_ISDIR(sst.st_mode))
+        return ds_err_set(err, -EINVAL, "unsupported-file",
+                          "pack %s: neither a directory nor a tar file",
+                          source);
+    packer p = {.source = source, .err = err};
+    int root_fd = open(source, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (root_fd < 0)
+        return ds_err_sys(err, "io-error", "pack: open directory %s", source);
+    int rc = walk(&p, root_fd, 1, 0, 0, 0, 1);
+    close(root_fd);
+    if (rc == 0)
+        *bytes = p.total + (p.counted + 2) * PACK_ENTRY_BOUND;
+    return rc;
 }

@@ -54,4 +54,12 @@ int ds_pack(const char *source, const ds_pack_opts *opts, int out_fd,
 int ds_pack_parts(const char *source, const ds_pack_opts *opts, ds_parts *sink,
                   ds_pack_stats *st, ds_err *err);
 
+/* Before packing, a bound of the tar stream's size, for what depends on
+ * it (pkgpub's transaction timeout): a directory's regular file bytes plus
+ * 2.5 KiB per entry for the tar's own blocks (header, pax header for long
+ * names, padding: a bound unless names or link targets exceed ~1 KiB),
+ * from the same pre-walk the pack makes, which also refuses unsupported
+ * files; a tar file's size (not a bound when it is compressed). */
+int ds_pack_source_bytes(const char *source, uint64_t *bytes, ds_err *err);
+
 #endif

@@ -1,7 +1,8 @@
 /*
  * pkgpub.c - the command line of pkgpub: publish one version of one
- * package from a directory or a tar file. Parses options, calls
- * ds_publish(), prints what was published. Only this file exits.
+ * package from a directory or a tar file (ds_publish), retire a package
+ * (ds_retire), make a signing key pair. Parses options, prints what was
+ * done. Only this file exits.
  */
 #include <getopt.h>
 #include <inttypes.h>
@@ -19,34 +20,51 @@ static void usage(FILE *out)
 {
     fputs(
         "Usage: pkgpub -b BOOTSTRAP -p PACKAGE -V VERSION [OPTIONS] SOURCE\n"
+        "       pkgpub retire -b BOOTSTRAP -p PACKAGE [-t ID] [--json]\n"
         "       pkgpub keygen --key-id ID [--dir DIR]\n"
         "\n"
         "Publish VERSION of PACKAGE from SOURCE (a directory or a tar file)\n"
-        "to pkg.updates, as chunk events keyed by PACKAGE, in one Kafka\n"
-        "transaction.\n"
+        "in one Kafka transaction. Schema 2 (the default): the tar stream\n"
+        "cut into parts of 896 KiB on pkg.content (parts the package's\n"
+        "newest manifest already references are reused, not sent), a\n"
+        "manifest on pkg.updates keyed by PACKAGE, tombstones for the parts\n"
+        "it no longer references; up to 256 KiB compressed, the manifest\n"
+        "carries the bytes itself. Schema 1: chunk events on pkg.updates.\n"
         "\n"
         "Kafka:\n"
         "  -b, --bootstrap LIST      brokers host:port[,..], or @FILE\n"
         "  -X KEY=VALUE              librdkafka setting (repeatable)\n"
         "  -F FILE                   librdkafka settings file (key=value)\n"
-        "  -t, --transactional-id ID (default pkgpub-HOST-PACKAGE)\n"
+        "  -t, --transactional-id ID (default pkgpub-PACKAGE, schema 1:\n"
+        "                            pkgpub-HOST-PACKAGE). Schema 2 needs\n"
+        "                            one publisher per package: the same id\n"
+        "                            everywhere fences a concurrent one\n"
         "  transaction.timeout.ms (the coordinator aborts a transaction still\n"
         "  open that long) is sized to the upload: 30 s plus the compressed\n"
-        "  size at 2 MiB/s, at least 60 s, at most the brokers'\n"
-        "  transaction.max.timeout.ms (default 15 min, reached at 1.7 GiB;\n"
-        "  beyond, a slower upload is aborted: pkgpub warns). -X\n"
-        "  transaction.timeout.ms=MS wins. A failed transaction is aborted\n"
-        "  (retried up to 2 min while the broker does not answer), or pkgpub\n"
-        "  says that it is still open, what holds it and what ends it.\n"
+        "  size (schema 2: the tar's size, known before sending) at 2 MiB/s,\n"
+        "  at least 60 s, at most the brokers' transaction.max.timeout.ms\n"
+        "  (default 15 min, reached at 1.7 GiB; beyond, a slower upload is\n"
+        "  aborted: pkgpub warns). -X transaction.timeout.ms=MS wins. A\n"
+        "  failed transaction is aborted (retried up to 2 min while the\n"
+        "  broker does not answer), or pkgpub says that it is still open,\n"
+        "  what holds it and what ends it.\n"
         "  The embedded broker (despooler dev-broker) keeps 5 MiB per\n"
-        "  partition: pkgpub refuses, before sending, an update over 4 MiB\n"
-        "  there (use Apache Kafka: scripts/kafka start).\n"
+        "  partition: pkgpub refuses there, before sending, a schema 1\n"
+        "  update over 4 MiB, or a schema 2 version whose new parts would\n"
+        "  put over 4 MiB into one pkg.content partition or over 1 MiB per\n"
+        "  partition into all (24 MiB with 24); use Apache Kafka for more:\n"
+        "  scripts/kafka start.\n"
         "Update:\n"
         "  -p, --package PACKAGE     [A-Za-z0-9][A-Za-z0-9._-]{0,127}\n"
         "  -V, --version N           positive integer, increasing per package\n"
+        "      --schema 1|2          event schema (default 2)\n"
         "  -L, --level N             zstd level 1..19 (default 3)\n"
-        "  -T, --threads N           zstd threads (default 0: one)\n"
-        "      --chunk-size BYTES    chunk payload (default and max 921600)\n"
+        "  -T, --threads N           zstd threads (default 0: schema 1 one,\n"
+        "                            schema 2 one per core)\n"
+        "      --chunk-size BYTES    schema 1: chunk payload (default and max\n"
+        "                            921600)\n"
+        "      --part-size BYTES     schema 2: cut parts of BYTES (1024 ..\n"
+        "                            917504, the default): tests only\n"
         "Signing (Ed25519; sites with --trusted-keys require it):\n"
         "      --sign-key FILE       private key (PEM), e.g. from pkgpub "
         "keygen\n"
@@ -58,6 +76,10 @@ static void usage(FILE *out)
         "      --no-progress         never a progress bar\n"
         "  -h, --help                this text\n"
         "\n"
+        "retire writes, in one transaction, a tombstone for PACKAGE on\n"
+        "pkg.updates (sites drop or keep it as configured), tombstones for\n"
+        "the parts of its newest manifest and the status `retired`. A package\n"
+        "already retired, or never published: nothing to do, exit 0.\n"
         "keygen writes DIR/ID.key (private, mode 0600: keep it with the\n"
         "publisher) and DIR/ID.pub (public: copy it into each site's\n"
         "--trusted-keys directory). DIR defaults to the current directory.\n",
@@ -78,7 +100,17 @@ enum {
     OPT_SIGN_KEY,
     OPT_KEY_ID,
     OPT_DIR,
+    OPT_SCHEMA,
+    OPT_PART_SIZE,
 };
+
+static const char *form_name(int form)
+{
+    return form == DS_FORM_INLINE  ? "inline"
+           : form == DS_FORM_PARTS ? "parts"
+           : form == DS_FORM_INDEX ? "index"
+                                   : "?";
+}
 
 static void print_human(const ds_publish_opts *o, const ds_publish_result *r)
 {
@@ -90,10 +122,24 @@ static void print_human(const ds_publish_opts *o, const ds_publish_result *r)
     printf("  files       %" PRIu64 "\n", r->st.files);
     printf("  bytes       %" PRIu64 " -> %" PRIu64 " zstd (%.1f%%)\n",
            r->st.size, r->st.zsize, ratio);
-    printf("  chunks      %" PRIu32 "\n", r->chunks);
-    printf("  partition   %" PRId32 "\n", r->partition);
-    printf("  offsets     %" PRId64 "..%" PRId64 "\n", r->first_offset,
-           r->last_offset);
+    if (r->schema == 2) {
+        printf("  schema      2, form %s\n", form_name(r->form));
+        printf("  parts       %" PRIu64 " (sent %" PRIu64 ", reused %" PRIu64
+               ", tombstoned %" PRIu64 ")",
+               r->parts, r->parts_sent, r->parts_reused, r->parts_tombstoned);
+        if (r->index_parts > 0)
+            printf(", index %" PRIu64 " parts", r->index_parts);
+        printf("\n");
+        printf("  sent        %" PRIu64 " bytes to %s\n", r->content_bytes,
+               DS_TOPIC_CONTENT);
+        printf("  manifest    %s partition %" PRId32 " offset %" PRId64 "\n",
+               DS_TOPIC_UPDATES, r->partition, r->first_offset);
+    } else {
+        printf("  chunks      %" PRIu32 "\n", r->chunks);
+        printf("  partition   %" PRId32 "\n", r->partition);
+        printf("  offsets     %" PRId64 "..%" PRId64 "\n", r->first_offset,
+               r->last_offset);
+    }
     printf("  sha256      %s\n", ds_hex(sha, r->st.sha256, DS_SHA256_LEN));
     if (r->signed_by[0] != '\0')
         printf("  signed by   %s (Ed25519)\n", r->signed_by);
@@ -122,6 +168,13 @@ static void print_json(const ds_publish_opts *o, const ds_publish_result *r)
         printf(",\"key_id\":\"%s\",\"sig\":\"%s\"", r->signed_by,
                ds_hex(sig, r->sig, DS_SIG_LEN));
     }
+    printf(",\"schema\":%d", r->schema);
+    if (r->schema == 2)
+        printf(",\"form\":\"%s\",\"parts\":%" PRIu64 ",\"parts_sent\":%" PRIu64
+               ",\"parts_reused\":%" PRIu64 ",\"parts_tombstoned\":%" PRIu64
+               ",\"index_parts\":%" PRIu64 ",\"content_bytes\":%" PRIu64,
+               form_name(r->form), r->parts, r->parts_sent, r->parts_reused,
+               r->parts_tombstoned, r->index_parts, r->content_bytes);
     printf("}\n");
 }
 
@@ -168,6 +221,103 @@ static int cmd_keygen(int argc, char **argv)
     return 0;
 }
 
+static void print_retire(const ds_publish_opts *o, const ds_retire_result *r,
+                         int json)
+{
+    if (json) {
+        printf(
+            "{\"package\":\"%s\",\"retired\":%s,\"parts_tombstoned\":%" PRIu64
+            ",\"partition\":%" PRId32 ",\"offset\":%" PRId64,
+            o->package, r->retired ? "true" : "false", r->parts_tombstoned,
+            r->partition, r->offset);
+        if (r->nothing != NULL)
+            printf(",\"nothing_to_do\":\"%s\"", r->nothing);
+        printf(",\"transactional_id\":\"%s\"}\n", r->transactional_id);
+        return;
+    }
+    if (!r->retired) {
+        if (r->offset >= 0)
+            printf("%s: already retired (a tombstone at %s partition %" PRId32
+                   " offset %" PRId64 "): nothing to do\n",
+                   o->package, DS_TOPIC_UPDATES, r->partition, r->offset);
+        else
+            printf("%s: no record on %s (partition %" PRId32
+                   "): nothing to do\n",
+                   o->package, DS_TOPIC_UPDATES, r->partition);
+        return;
+    }
+    printf("retired %s\n", o->package);
+    printf("  tombstone   %s partition %" PRId32 " offset %" PRId64 "\n",
+           DS_TOPIC_UPDATES, r->partition, r->offset);
+    printf("  parts       %" PRIu64 " tombstoned on %s\n", r->parts_tombstoned,
+           DS_TOPIC_CONTENT);
+    if (r->version > 0)
+        printf("  was version %" PRIu64 "\n", r->version);
+}
+
+/* pkgpub retire -b B -p PACKAGE [-t ID] [-X ..] [-F ..] [--json] */
+static int cmd_retire(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"bootstrap", required_argument, NULL, 'b'},
+        {"package", required_argument, NULL, 'p'},
+        {"transactional-id", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    ds_kconf kc = {0};
+    ds_publish_opts o = {.kc = &kc, .schema = 2, .timeout_ms = 30000};
+    int c, rc = 0, json = 0;
+    ds_err err;
+    while (rc == 0 &&
+           (c = getopt_long(argc, argv, "b:X:F:p:t:h", opts, NULL)) != -1) {
+        int k = ds_kconf_option(&kc, c, optarg, &err);
+        if (k < 0)
+            rc = fail(err.msg);
+        if (k != 0)
+            continue;
+        switch (c) {
+        case 'p':
+            o.package = optarg;
+            break;
+        case 't':
+            o.transactional_id = optarg;
+            break;
+        case OPT_JSON:
+            json = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            ds_kconf_free(&kc);
+            return 0;
+        default:
+            usage(stderr);
+            rc = 2;
+            break;
+        }
+    }
+    if (rc == 0 && optind != argc)
+        rc = fail("retire: unexpected argument (see --help)");
+    if (rc == 0 && o.package == NULL)
+        rc = fail("retire: -p PACKAGE is required");
+    if (rc == 0 && kc.bootstrap == NULL)
+        rc = fail("retire: -b BOOTSTRAP is required (host:port or @FILE)");
+    if (rc == 0) {
+        ds_retire_result r;
+        if (ds_retire(&o, &r, &err) < 0) {
+            fprintf(stderr, "pkgpub: retire %s: %s\n", o.package, err.msg);
+            if (r.hint[0] != '\0')
+                fprintf(stderr, "pkgpub: %s\n", r.hint);
+            rc = 1;
+        } else {
+            print_retire(&o, &r, json);
+        }
+    }
+    ds_kconf_free(&kc);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -183,16 +333,21 @@ int main(int argc, char **argv)
         {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
         {"sign-key", required_argument, NULL, OPT_SIGN_KEY},
         {"key-id", required_argument, NULL, OPT_KEY_ID},
+        {"schema", required_argument, NULL, OPT_SCHEMA},
+        {"part-size", required_argument, NULL, OPT_PART_SIZE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     if (argc > 1 && strcmp(argv[1], "keygen") == 0)
         return cmd_keygen(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "retire") == 0)
+        return cmd_retire(argc - 1, argv + 1);
     ds_kconf kc = {0};
     const char *sign_key = NULL, *key_id = NULL;
     ds_signer *signer = NULL;
     ds_publish_opts o = {
         .kc = &kc,
+        .schema = 2,
         .level = 3,
         .chunk_size = DS_CHUNK_MAX,
         .timeout_ms = 30000,
@@ -233,6 +388,17 @@ int main(int argc, char **argv)
                 rc = fail("--chunk-size: expected 1024..921600");
             o.chunk_size = (size_t)v;
             break;
+        case OPT_PART_SIZE:
+            if (ds_parse_u64(optarg, &v) < 0 || v < 1024 || v > DS_PART_MAX)
+                rc = fail("--part-size: expected 1024..917504");
+            o.part_size = (size_t)v;
+            break;
+        case OPT_SCHEMA:
+            if (strcmp(optarg, "1") == 0 || strcmp(optarg, "2") == 0)
+                o.schema = optarg[0] - '0';
+            else
+                rc = fail("--schema: expected 1 or 2");
+            break;
         case OPT_JSON:
             json = 1;
             break;
@@ -268,6 +434,11 @@ int main(int argc, char **argv)
         rc = fail("-V VERSION is required");
     if (rc == 0 && kc.bootstrap == NULL)
         rc = fail("-b BOOTSTRAP is required (host:port or @FILE)");
+    if (rc == 0 && o.schema == 2 && o.chunk_size != DS_CHUNK_MAX)
+        rc = fail("--chunk-size is for --schema 1 (schema 2 cuts parts of "
+                  "896 KiB)");
+    if (rc == 0 && o.schema == 1 && o.part_size != 0)
+        rc = fail("--part-size is for --schema 2");
     if (rc == 0 && key_id != NULL && sign_key == NULL)
         rc = fail("--key-id needs --sign-key");
     if (rc == 0 && sign_key != NULL &&

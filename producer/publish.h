@@ -1,9 +1,20 @@
 /*
- * publish.h - one package version to pkg.updates: pack the source into a
- * zstd-compressed tar spooled to an unlinked temp file (memory stays
- * constant whatever the size), then send it as chunk events keyed by the
- * package id, plus the `_published/<package>` status record, all in ONE
- * Kafka transaction: consumers reading read_committed see all or nothing.
+ * publish.h - one package version to Kafka, in ONE transaction (consumers
+ * reading read_committed see all of it or nothing), and the retire of a
+ * package. Two schemas:
+ *
+ *  - schema 1 (publish_v1.c): the tree packed into a zstd-compressed tar
+ *    spooled to an unlinked temp file, sent as chunk events keyed by the
+ *    package id on pkg.updates, plus the `_published/<package>` status
+ *    record;
+ *  - schema 2 (publish_v2.c, schemas/v2/README.md section 10): the tar
+ *    stream cut into parts streamed to pkg.content (the parts the
+ *    package's previous manifest references are reused, not sent), the
+ *    manifest on pkg.updates, tombstones for the parts it no longer
+ *    references, and the status record. Small versions go inline.
+ *
+ * retire.c: a null value on pkg.updates for the package, tombstones for
+ * every part of its newest manifest, status `retired`.
  */
 #ifndef DS_PUBLISH_H
 #define DS_PUBLISH_H
@@ -14,60 +25,78 @@
 #include "codec.h"
 #include "err.h"
 #include "kconf.h"
+#include "limits.h"
 #include "pack.h"
 #include "sign.h"
 
 #define DS_CHUNK_MAX 921600 /* 900 KiB: under Kafka's 1 MB default */
 
-/* transaction.timeout.ms, unless the user sets it (-X/-F): the
- * coordinator aborts a transaction still open that long after its first
- * event, so it must cover the whole send. pkgpub assumes the upload runs
- * at DS_TXN_RATE (2 MiB/s, about 17 Mbit/s) and allows DS_TXN_MARGIN_MS
- * more, never less than librdkafka's default DS_TXN_FLOOR_MS:
- *   max(60 s, 30 s + compressed bytes / 2 MiB/s)
- * (60 s up to 60 MiB, 542 s for 1 GiB), clamped to the brokers'
- * transaction.max.timeout.ms (Kafka's default 15 min: reached at 1.7 GiB;
- * beyond it an upload slower than the clamp is aborted). */
-#define DS_TXN_FLOOR_MS  60000
-#define DS_TXN_MARGIN_MS 30000
-#define DS_TXN_RATE      (2u << 20)
-/* How long pkgpub keeps retrying the abort of a failed transaction while
- * the broker does not answer (it may be restarting). */
-#define DS_TXN_ABORT_WAIT_MS 120000
-
 typedef struct ds_publish_opts {
     const ds_kconf *kc;
+    int schema; /* 1 or 2 */
     const char *package;
     uint64_t version;
-    const char *source;           /* directory or tar file */
-    int level;                    /* zstd level */
-    int threads;                  /* zstd threads */
-    size_t chunk_size;            /* <= DS_CHUNK_MAX */
-    const char *transactional_id; /* NULL: pkgpub-<host>-<package> */
-    int progress;                 /* 1 force, 0 auto (tty), -1 never */
-    int timeout_ms;               /* transaction steps */
-    const ds_signer *signer;      /* sign the header, or NULL */
+    const char *source; /* directory or tar file */
+    int level;          /* zstd level */
+    int threads;        /* v1: zstd threads (0: one); v2: compression
+                           threads of the part cutter (0: one per core) */
+    size_t chunk_size;  /* v1: <= DS_CHUNK_MAX */
+    size_t part_size;   /* v2: parts cut at this size; 0: DS_PART_MAX */
+    /* NULL: pkgpub-<host>-<package> (v1), pkgpub-<package> (v2, retire:
+     * one publisher per package, section 10 of schemas/v2/README.md). */
+    const char *transactional_id;
+    int progress;            /* 1 force, 0 auto (tty), -1 never */
+    int timeout_ms;          /* transaction steps, reads of pkg.updates */
+    const ds_signer *signer; /* sign the header / manifest, or NULL */
 } ds_publish_opts;
 
-/* The transaction timeout the rule above gives for zsize bytes. */
-int ds_txn_timeout_for(uint64_t zsize);
-
 typedef struct ds_publish_result {
-    ds_pack_stats st;
+    int schema;
+    ds_pack_stats st; /* v2: st.zsize is the manifest's zsize */
     uint8_t update_id[DS_UPDATE_ID_LEN];
-    uint32_t chunks;
+    uint32_t chunks; /* v1: chunk events; v2: 1 (the manifest) */
     int32_t partition;
-    int64_t first_offset, last_offset;
+    int64_t first_offset, last_offset; /* v2: both the manifest's */
     double pack_secs, send_secs;
     char transactional_id[256];
     char signed_by[DS_KEY_ID_MAX + 1]; /* key id, "" when unsigned */
     uint8_t sig[DS_SIG_LEN];
     int txn_timeout_ms; /* transaction.timeout.ms the producer used */
+    /* v2 only */
+    int form;              /* enum ds_form */
+    uint64_t parts;        /* nparts (0 inline) */
+    uint64_t parts_sent;   /* distinct part records produced */
+    uint64_t parts_reused; /* refs to records the store held */
+    uint64_t parts_tombstoned;
+    uint64_t index_parts;   /* refs of the index (index form) */
+    uint64_t content_bytes; /* compressed bytes produced to pkg.content */
     /* On failure after sending began: what became of the transaction and
      * what the user must check (printed after the error), or "". */
     char hint[1536];
 } ds_publish_result;
 
+/* Publish o->source as o->package version o->version in schema o->schema. */
 int ds_publish(const ds_publish_opts *o, ds_publish_result *r, ds_err *err);
+
+/* The two schemas (called by ds_publish once the common checks passed:
+ * valid package id, r->update_id and r->transactional_id set). */
+int ds_publish_v1(const ds_publish_opts *o, ds_publish_result *r, ds_err *err);
+int ds_publish_v2(const ds_publish_opts *o, ds_publish_result *r, ds_err *err);
+
+typedef struct ds_retire_result {
+    int retired;         /* 0: nothing to do (see nothing) */
+    const char *nothing; /* "no record" or "already retired", else NULL */
+    uint64_t version;    /* of the record retired (0 if unknown) */
+    int32_t partition;   /* pkg.updates partition of the package */
+    int64_t offset;      /* of the tombstone (retired) or of the newest record
+                            (already retired), -1 when none */
+    uint64_t parts_tombstoned;
+    char transactional_id[256];
+    int txn_timeout_ms;
+    char hint[1536];
+} ds_retire_result;
+
+/* Retire o->package (o->kc, o->transactional_id, o->timeout_ms used). */
+int ds_retire(const ds_publish_opts *o, ds_retire_result *r, ds_err *err);
 
 #endif

@@ -59,6 +59,7 @@ int ds_devbroker_run(const ds_devbroker_opts *o, ds_err *err)
         {DS_TOPIC_UPDATES, o->partitions},
         {DS_TOPIC_DLQ, o->partitions},
         {DS_TOPIC_STATUS, 1},
+        /* schema v2's parts (schemas/v2/README.md section 12: >= 24) */
         {DS_TOPIC_CONTENT, 24},
     };
     int rc = 0;

@@ -5,12 +5,12 @@
 . "$(dirname "$0")/lib.sh"
 
 S=$(site dp); L=$T/lib; P=$(pkg big)
-MB=40; [ "$BROKER_KIND" = kafka ] || MB=24
+MB=40; [ "$BROKER_KIND" = kafka ] || MB=20 # the embedded broker takes 24 MiB of parts
 make_random_tree "$T/src" 1 "$MB"
 publish "$P" 1 "$T/src" >"$T/pub.json"
 grep -q '"form":"parts"' "$T/pub.json" || fail "not a parts-form version: $(cat "$T/pub.json")"
 # Slow enough to be caught mid-fetch: one part at a time per fetch.
-start_worker w1 "$S" "$L" -X fetch.max.bytes=1048576
+start_worker w1 "$S" "$L" -X fetch.max.bytes=1048576 -X fetch.wait.max.ms=500
 wait_log w1 "msg=update-started .*package=$P .*form=parts" 60
 end=$((SECONDS + 30))
 until [ -n "$(find "$L/$P/.staging" -mindepth 2 -type f 2>/dev/null | head -1)" ]; do

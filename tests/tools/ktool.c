@@ -29,7 +29,12 @@
  * finds no record it prints "partition=P offset=none from=O end=E" (E the
  * partition's end as read_committed sees it, or "out-of-range").
  * (One line per record with its key and null|len is what a "keys" command
- * would print: dump is that command.)
+ * would print: dump is that command.) dump -m: after each schema v2
+ * manifest's line, "manifest version=V form=F nparts=N zsize=Z refs=R"
+ * and one "ref I id=HEX size=S zsize=Z partition=P offset=O" line per
+ * entry of its parts or index array ("manifest invalid: ..." if it does
+ * not decode); after each status record's line, "status site=S
+ * package=P version=V state=T".
  */
 #include <getopt.h>
 #include <stdint.h>
@@ -41,6 +46,8 @@
 
 #include "fsutil.h"
 #include "kconf.h"
+#include "log.h"
+#include "manifest.h"
 
 typedef struct put_state {
     int failed;
@@ -219,7 +226,55 @@ static int partition_count(rd_kafka_t *rk, const char *topic)
 
 /* Every record of topic (or of one partition: partition >= 0) from the
  * beginning to the end. */
-static int dump(const ds_kconf *kc, const char *topic, int32_t partition)
+/* dump -m: a v2 manifest's refs, one line each. */
+static void print_manifest(const rd_kafka_message_t *m)
+{
+    uint64_t schema = 0;
+    ds_manifest mf;
+    ds_err err;
+    if (m->payload == NULL ||
+        ds_value_schema(m->payload, m->len, &schema, NULL) < 0 ||
+        schema != DS_SCHEMA_V2)
+        return;
+    if (ds_manifest_decode(m->payload, m->len, &mf, &err) < 0) {
+        printf("manifest invalid: %s\n", err.msg);
+        return;
+    }
+    static const char *const forms[] = {"?", "inline", "parts", "index"};
+    printf("manifest version=%llu form=%s nparts=%llu zsize=%llu refs=%u\n",
+           (unsigned long long)mf.version, forms[mf.form],
+           (unsigned long long)mf.nparts, (unsigned long long)mf.zsize,
+           (unsigned)mf.nrefs);
+    if (mf.nrefs == 0)
+        return;
+    ds_part_ref *refs = calloc(mf.nrefs, sizeof(*refs));
+    if (refs == NULL || ds_manifest_refs(&mf, refs, mf.nrefs, &err) < 0) {
+        printf("manifest invalid: refs\n");
+        free(refs);
+        return;
+    }
+    for (uint32_t i = 0; i < mf.nrefs; i++) {
+        char hex[2 * DS_SHA256_LEN + 1];
+        printf("ref %u id=%s size=%u zsize=%u partition=%d offset=%lld\n",
+               (unsigned)i, ds_hex(hex, refs[i].id, DS_SHA256_LEN),
+               (unsigned)refs[i].size, (unsigned)refs[i].zsize,
+               (int)refs[i].partition, (long long)refs[i].offset);
+    }
+    free(refs);
+}
+
+/* dump -m: a status record's fields. */
+static void print_status(const rd_kafka_message_t *m)
+{
+    ds_status st;
+    if (m->payload != NULL &&
+        ds_status_decode(m->payload, m->len, &st, NULL) == 0)
+        printf("status site=%s package=%s version=%llu state=%s\n", st.site,
+               st.package, (unsigned long long)st.version, st.state);
+}
+
+static int dump(const ds_kconf *kc, const char *topic, int32_t partition,
+                int manifests)
 {
     rd_kafka_t *rk = consumer_new(kc, "dump");
     if (rk == NULL)
@@ -254,8 +309,13 @@ static int dump(const ds_kconf *kc, const char *topic, int32_t partition)
         else if (m->err)
             fprintf(stderr, "ktool dump: %s [%d]: %s\n", topic,
                     (int)m->partition, rd_kafka_message_errstr(m));
-        else
+        else {
             print_record(m, 0);
+            if (manifests && strcmp(topic, DS_TOPIC_STATUS) == 0)
+                print_status(m);
+            else if (manifests)
+                print_manifest(m);
+        }
         rd_kafka_message_destroy(m);
     }
     if (eof < want)
@@ -356,7 +416,7 @@ int main(int argc, char **argv)
         fprintf(stderr,
                 "usage: ktool put -b B -t TOPIC -k KEY [-p P] FILE...|-n\n"
                 "       ktool put -b B -t TOPIC -l LIST [-r PER_SECOND]\n"
-                "       ktool dump -b B -t TOPIC [-p P]\n"
+                "       ktool dump -b B -t TOPIC [-p P] [-m]\n"
                 "       ktool get -b B -t TOPIC -p P -o OFFSET [-x]\n");
         return 2;
     }
@@ -364,13 +424,13 @@ int main(int argc, char **argv)
     double rate = 0;
     int32_t partition = RD_KAFKA_PARTITION_UA;
     int64_t offset = -1;
-    int hex = 0, null_value = 0;
+    int hex = 0, null_value = 0, manifests = 0;
     ds_kconf kc = {0};
     ds_err err;
     int c;
     argc--;
     argv++;
-    while ((c = getopt(argc, argv, "b:t:k:p:X:l:r:o:xn")) != -1) {
+    while ((c = getopt(argc, argv, "b:t:k:p:X:l:r:o:xnm")) != -1) {
         switch (c) {
         case 'o':
             offset = strtoll(optarg, NULL, 10);
@@ -380,6 +440,9 @@ int main(int argc, char **argv)
             break;
         case 'n':
             null_value = 1;
+            break;
+        case 'm':
+            manifests = 1;
             break;
         case 'l':
             list = optarg;
@@ -432,7 +495,7 @@ int main(int argc, char **argv)
         rc = put(&kc, topic, partition, key, NULL, argv + optind, argc - optind,
                  rate);
     else if (strcmp(mode, "dump") == 0)
-        rc = dump(&kc, topic, partition);
+        rc = dump(&kc, topic, partition, manifests);
     else if (strcmp(mode, "get") == 0 && partition >= 0 && offset >= 0)
         rc = get(&kc, topic, partition, offset, hex);
     else

@@ -700,6 +700,56 @@ Test(pack, same_tree_same_bytes, .timeout = 120)
     sample_free(&s);
 }
 
+/* ds_pack_source_bytes: before packing, a bound of the tar stream's size
+ * (pkgpub sizes a schema v2 transaction's timeout with it): at least the
+ * tar's real size and the files' bytes, not wildly more; a tar file's own
+ * size; a source that is neither, or holds a FIFO, refused. */
+Test(pack, source_bytes_bounds_the_tar, .timeout = 60)
+{
+    sample s;
+    sample_make(&s);
+    ds_err err;
+    uint64_t b = 0;
+    cr_assert_eq(ds_pack_source_bytes(s.src, &b, &err), 0, "%s", err.msg);
+    cr_assert_geq(b, s.st.size, "bound %llu, tar %llu", (unsigned long long)b,
+                  (unsigned long long)s.st.size);
+    cr_assert_geq(b, s.file_bytes);
+    cr_assert_lt(b, s.st.size + s.st.files * 4096 + 65536);
+
+    /* Many files with long names: still a bound. */
+    char *many = fresh_dir(s.tmp, "many");
+    for (int i = 0; i < 300; i++) {
+        char *p = pathf("%s/%0200d", many, i);
+        write_file(p, "xxxxxxx", (size_t)(i % 7), 0644);
+        free(p);
+    }
+    char *out = pathf("%s/many.tar.zst", s.tmp);
+    ds_pack_stats st;
+    cr_assert_eq(pack_to(many, out, 0, 0, NULL, &st, &err), 0, "%s", err.msg);
+    cr_assert_eq(ds_pack_source_bytes(many, &b, &err), 0, "%s", err.msg);
+    cr_assert_geq(b, st.size, "bound %llu, tar %llu", (unsigned long long)b,
+                  (unsigned long long)st.size);
+
+    /* A tar file: its size. */
+    cr_assert_eq(ds_pack_source_bytes(s.zst, &b, &err), 0, "%s", err.msg);
+    cr_assert_eq(b, s.z.len);
+
+    char *fifo = pathf("%s/fifo", many);
+    cr_assert_eq(mkfifo(fifo, 0644), 0);
+    cr_assert_lt(ds_pack_source_bytes(many, &b, &err), 0);
+    cr_assert_str_eq(err.reason, "unsupported-file");
+    cr_assert_lt(ds_pack_source_bytes(fifo, &b, &err), 0);
+    cr_assert_str_eq(err.reason, "unsupported-file");
+    char *none = pathf("%s/none", s.tmp);
+    cr_assert_lt(ds_pack_source_bytes(none, &b, &err), 0);
+    cr_assert_str_eq(err.reason, "io-error");
+    free(none);
+    free(fifo);
+    free(out);
+    free(many);
+    sample_free(&s);
+}
+
 /* --- tar file source ------------------------------------------------------ */
 
 static void tar_add(struct archive *w, const char *path, mode_t type,
