@@ -18,7 +18,7 @@ start_worker wk "$SK" "$LK"
 start_worker wr "$SR" "$LR" --on-retire remove
 for l in "$LK" "$LR"; do wait_current "$l" "$A" 1 60; wait_current "$l" "$Bp" 1 60; done
 
-"$PKGPUB" -b "$B" retire -p "$A" --json >"$T/retire.json" 2>>"$T/pkgpub.log" ||
+"$PKGPUB" retire -b "$B" -p "$A" --json >"$T/retire.json" 2>>"$T/pkgpub.log" ||
   fail "pkgpub retire failed: $(tail -3 "$T/pkgpub.log")"
 log "retire: $(cat "$T/retire.json")"
 wait_log wk "msg=retired .*package=$A action=keep" 60
