@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "progress.h"
@@ -101,7 +102,27 @@ int ds_reader_partitions(ds_reader *rd, const char *topic, int timeout_ms,
         return ds_err_set(err, -EIO, "kafka", "topic handle for %s: %s", topic,
                           rd_kafka_err2str(rd_kafka_last_error()));
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rd->rc, 0, rkt, &md, timeout_ms);
+    rd_kafka_resp_err_t e;
+    /* A topic created a moment ago may not be in every broker's metadata
+     * yet (Unknown topic, leader not available): ask again for a while. */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        e = rd_kafka_metadata(rd->rc, 0, rkt, &md, timeout_ms);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 ||
+            (md->topics[0].err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
+             md->topics[0].err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE))
+            break;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long ms = (t1.tv_sec - t0.tv_sec) * 1000L +
+                  (t1.tv_nsec - t0.tv_nsec) / 1000000L;
+        if (ms >= timeout_ms)
+            break;
+        rd_kafka_metadata_destroy(md);
+        md = NULL;
+        struct timespec nap = {0, 200 * 1000000L};
+        nanosleep(&nap, NULL);
+    }
     rd_kafka_topic_destroy(rkt);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
         return ds_err_set(err, -EIO, "kafka", "metadata of %s: %s", topic,
