@@ -27,7 +27,7 @@ publish "$Q" 1 "$T/src/$Q/1" >/dev/null
 wait_current "$L" "$Q" 1 60
 wait_lag0_bounded "$S" 60
 
-"$PKGPUB" -b "$B" -p "$P" -V 1 --chunk-size 65536 --no-progress \
+"$PKGPUB" -b "$B" -p "$P" -V 1 --chunk-size 65536 --schema 1 --no-progress \
   -X queue.buffering.max.messages=1 -X linger.ms=50 "$T/src/$P/1" \
   >"$T/zombie.out" 2>"$T/zombie.err" &
 ZPID=$!; PIDS+=($ZPID)
@@ -63,7 +63,7 @@ kill -0 "$(wpid w1)" || fail "worker died"
 
 # Re-publish: same transactional id (default pkgpub-<host>-<package>):
 # init_transactions fences the zombie and aborts its transaction.
-publish "$P" 1 "$T/src/$P/1" --chunk-size 65536 >"$T/pub.json"
+publish "$P" 1 "$T/src/$P/1" --chunk-size 65536 --schema 1 >"$T/pub.json"
 U2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["update_id"])' "$T/pub.json")
 C2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["chunks"])' "$T/pub.json")
 wait_current "$L" "$P" 1 120

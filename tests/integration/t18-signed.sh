@@ -37,8 +37,9 @@ wait_log w1 'msg=assigned ' 60
 wait_log w2 'msg=assigned ' 60
 for v in 1 2 3 4 5; do make_tree "$T/src/$v" "$v" 20 16; done
 
-# 1: signed by the trusted key, in 3 chunks.
-publish "$P" 1 "$T/src/1" --sign-key "$T/keys/release.key" --chunk-size 1024 >"$T/pub1.json"
+# 1: signed by the trusted key, in 3 chunks (schema v1; 3 and 5 are v2
+# manifests, signed as schema v2 section 9 says).
+publish "$P" 1 "$T/src/1" --sign-key "$T/keys/release.key" --chunk-size 1024 --schema 1 >"$T/pub1.json"
 read -r KID SIG CH1 < <(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["key_id"], j["sig"], j["chunks"])' "$T/pub1.json")
 [ "$KID" = release ] || fail "pkgpub --json key_id is $KID"
 [ "$CH1" -ge 2 ] || fail "expected several chunks, got $CH1"
@@ -47,7 +48,7 @@ assert_same_tree "$T/src/1" "$L/$P/current/"
 log "signed by a trusted key: installed ($CH1 chunks)"
 
 # 2: unsigned. 3: signed by a key the site does not trust.
-publish "$P" 2 "$T/src/2" --chunk-size 1024 >"$T/pub2.json"
+publish "$P" 2 "$T/src/2" --chunk-size 1024 --schema 1 >"$T/pub2.json"
 # The open site installs 2 before 3 arrives: published back to back, a
 # newer version could finish first and 2 would be discarded as stale.
 wait_current "$L2" "$P" 2 60

@@ -40,7 +40,7 @@ publish "$Q" 1 "$T/src/$Q/1" >/dev/null
 wait_current "$L" "$Q" 1 60
 wait_lag0_bounded "$S" 60
 
-"$PKGPUB" -b "$B" -p "$P" -V 1 -t "$TXID" --chunk-size 65536 --no-progress \
+"$PKGPUB" -b "$B" -p "$P" -V 1 -t "$TXID" --chunk-size 65536 --schema 1 --no-progress \
   -X queue.buffering.max.messages=1 -X linger.ms=50 \
   -X message.timeout.ms=5000 -X transaction.timeout.ms=300000 \
   "$T/src/$P/1" >"$T/failing.out" 2>"$T/failing.err" &
