@@ -36,11 +36,16 @@ if [ "$BROKER_KIND" = kafka ]; then
   publish "$Q" 1 "$T/src/$Q" >"$T/q1.json"
   z=$(jget "$T/q1.json" zsize); want=$(expect "$z")
   [ "$want" -gt 60000 ] || fail "test set-up: an 80 MiB update should need more than 60 s (want $want)"
+  # Schema v2 sends parts while it packs, before the compressed size is
+  # known: it sizes the timeout on an upper bound of the tar stream (at
+  # most 1% over the tar's size here), at least the rule on zsize.
+  size=$(jget "$T/q1.json" size); hi=$(expect $((size + size / 100)))
   coord=$(txn_describe "$(jget "$T/q1.json" transactional_id)")
-  [ "$coord" = "$want" ] || fail "80 MiB update (zsize $z): the coordinator holds TransactionTimeoutMs=$coord, expected $want ($(cat "$T/txn.err"))"
+  [ -n "$coord" ] && [ "$coord" -ge "$want" ] && [ "$coord" -le "$hi" ] ||
+    fail "80 MiB update (zsize $z, size $size): the coordinator holds TransactionTimeoutMs=$coord, expected $want..$hi ($(cat "$T/txn.err"))"
   got=$(jget "$T/q1.json" transaction_timeout_ms 2>/dev/null) ||
     fail "pkgpub --json has no transaction_timeout_ms: $(cat "$T/q1.json")"
-  [ "$got" = "$want" ] || fail "80 MiB update (zsize $z): transaction_timeout_ms=$got, expected $want"
+  [ "$got" = "$coord" ] || fail "80 MiB update: transaction_timeout_ms=$got, the coordinator holds $coord"
   log "80 MiB update (zsize $z): $got ms, and the coordinator holds $coord"
 fi
 
@@ -61,7 +66,7 @@ fi
 : >"$T/pkgpub.log"
 publish "$Q" 2 "$T/src/$Q" -X transaction.timeout.ms=61000 >"$T/q2.json"
 [ "$(jget "$T/q2.json" transaction_timeout_ms)" = 61000 ] || fail "-X 61000 not used"
-grep -q "msg=transaction-timeout-short .*transaction_timeout_ms=61000 needed_ms=$want" "$T/pkgpub.log" ||
+grep -q "msg=transaction-timeout-short .*transaction_timeout_ms=61000 needed_ms=$coord" "$T/pkgpub.log" ||
   fail "no transaction-timeout-short warning for -X below the need: $(cat "$T/pkgpub.log")"
 
 rc=0
@@ -84,7 +89,7 @@ echo "transaction.max.timeout.ms=65000" >>"$KAFKA_STATE/server.properties"
 publish "$Q" 4 "$T/src/$Q" >"$T/q4.json"
 got=$(jget "$T/q4.json" transaction_timeout_ms)
 [ "$got" = 65000 ] || fail "broker maximum 65000: pkgpub used $got (needed $want)"
-grep -q "msg=transaction-timeout-clamped needed_ms=$want transaction_max_timeout_ms=65000 " "$T/pkgpub.log" ||
+grep -q "msg=transaction-timeout-clamped needed_ms=$coord transaction_max_timeout_ms=65000 " "$T/pkgpub.log" ||
   fail "no warning that the upload needs more than the broker's maximum: $(cat "$T/pkgpub.log")"
 log "broker maximum 65000: clamped to it, with a warning ($(grep -o 'detail=.*' "$T/pkgpub.log" | cut -c1-90)...)"
 log "PASS"
