@@ -14,7 +14,9 @@ compact_fast pkg.content
 make_random_tree "$T/v1" 1 40
 make_random_tree "$T/v2" 2 40
 publish "$P" 1 "$T/v1" >/dev/null
-start_worker w1 "$S" "$L" -X fetch.max.bytes=1048576 -X fetch.wait.max.ms=500
+# About one part a fetch and one fetch each 500 ms: version 1 takes ~20 s.
+start_worker w1 "$S" "$L" -X fetch.max.bytes=1048576 -X fetch.wait.max.ms=500 \
+  -X fetch.min.bytes=8388608
 wait_log w1 "msg=update-started .*package=$P version=1 " 60
 publish "$P" 2 "$T/v2" >"$T/pub2.json"
 grep -q '"parts_tombstoned":[1-9]' "$T/pub2.json" || fail "version 2 tombstoned nothing: $(cat "$T/pub2.json")"
