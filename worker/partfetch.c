@@ -33,8 +33,11 @@ static void nap_ms(unsigned ms)
         ;
 }
 
-/* Threads that check parts (decompress, hash) ahead of the readers. */
-#define VERIFIERS 2
+/* Threads that check parts (decompress, hash) ahead of the readers, and
+ * how far ahead: parts received beyond that wait as frames. */
+#define VERIFIERS    2
+#define VERIFY_AHEAD 6
+#define OUTS_MAX     (VERIFY_AHEAD + 1) /* decompressed buffers per fetch */
 
 /* A slot's life: WANT -> GOT (the fetcher copied the record) ->
  * VERIFYING (a verifier checks it) -> READY (checked: out holds its
@@ -68,6 +71,10 @@ struct ds_fetch {
     bool cancelled;
     unsigned busy; /* slots a verifier is checking: close waits */
     uint8_t *out;  /* the reader's: the bytes handed out last */
+    /* Decompressed buffers not in use, and how many exist (the reader's,
+     * those of checked slots, the pool): at most OUTS_MAX. */
+    uint8_t *pool[OUTS_MAX];
+    unsigned npool, nouts;
 };
 
 typedef struct pstate {
@@ -534,11 +541,12 @@ static void *verifier_main(void *arg)
         slot *s = NULL;
         const ds_part_ref *ref = NULL;
         /* The earliest part first: a reader waits for its head. */
-        for (size_t k = 0; k < DS_FETCH_WINDOW && s == NULL; k++)
+        for (size_t k = 0; k < VERIFY_AHEAD && s == NULL; k++)
             for (ds_fetch *g = pf->fetches; g != NULL && s == NULL;
                  g = g->next) {
                 size_t i = g->head + k;
-                if (i < g->n && g->win[i % DS_FETCH_WINDOW].state == S_GOT) {
+                if (i < g->n && g->win[i % DS_FETCH_WINDOW].state == S_GOT &&
+                    (g->npool > 0 || g->nouts < OUTS_MAX)) {
                     f = g;
                     s = &g->win[i % DS_FETCH_WINDOW];
                     ref = &g->refs[i];
@@ -550,6 +558,10 @@ static void *verifier_main(void *arg)
         }
         s->state = S_VERIFYING;
         f->busy++;
+        if (f->npool > 0)
+            s->out = f->pool[--f->npool];
+        else
+            f->nouts++; /* verify_slot allocates it */
         pthread_mutex_unlock(&pf->mu);
         verify_slot(f, s, ref);
         pthread_mutex_lock(&pf->mu);
@@ -624,8 +636,7 @@ int ds_fetch_open(ds_partfetch *pf, const char *package,
                   ds_err *err)
 {
     ds_fetch *f = calloc(1, sizeof(*f));
-    if (f == NULL || (f->refs = malloc((n ? n : 1) * sizeof(*refs))) == NULL ||
-        (f->out = malloc(DS_PART_SIZE_MAX)) == NULL) {
+    if (f == NULL || (f->refs = malloc((n ? n : 1) * sizeof(*refs))) == NULL) {
         if (f != NULL)
             free(f->refs);
         free(f);
@@ -706,18 +717,26 @@ int ds_fetch_next(ds_fetch *f, const void **buf, size_t *len, ds_err *err)
     size_t n = s->outlen;
     if (rc < 0) {
         *err = s->verr;
+        if (s->out != NULL)
+            f->pool[f->npool++] = s->out;
+        else
+            f->nouts--;
     } else {
-        uint8_t *o = s->out;
-        s->out = f->out;
-        f->out = o;
+        if (f->out != NULL)
+            f->pool[f->npool++] = f->out;
+        f->out = s->out;
         pf->st.parts++;
         pf->st.bytes += s->vallen;
     }
+    s->out = NULL;
     s->state = S_FREE;
     f->head++;
     if (i + DS_FETCH_WINDOW < f->n)
         slot_want(s, i + DS_FETCH_WINDOW);
     wake(pf);
+    /* A buffer came back and the verify window moved: parts that arrived
+     * ahead may be checked now. */
+    pthread_cond_broadcast(&pf->vcv);
     pthread_mutex_unlock(&pf->mu);
     if (rc < 0)
         return rc;
@@ -753,6 +772,8 @@ void ds_fetch_close(ds_fetch *f)
         free(f->win[i].val);
         free(f->win[i].out);
     }
+    for (unsigned i = 0; i < f->npool; i++)
+        free(f->pool[i]);
     free(f->out);
     free(f->refs);
     free(f);
