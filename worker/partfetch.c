@@ -25,6 +25,11 @@
 /* Start-up retried this often while the cluster does not answer. */
 #define RETRY_MS 1000
 #define KEY_CAP  (DS_PART_KEY_MAX + 8)
+/* A wanted offset at or past the partition's visible end may simply not
+ * be visible yet: a transaction's commit markers reach its partitions one
+ * by one, so the manifest can be readable before a part's partition's
+ * last stable offset moves. Missing only once it stayed so this long. */
+#define BEYOND_END_MS 15000
 
 static void nap_ms(unsigned ms)
 {
@@ -46,8 +51,10 @@ enum { S_FREE, S_WANT, S_GOT, S_VERIFYING, S_READY, S_MISSING };
 
 typedef struct slot {
     int state;
-    bool armed;   /* the partition reads from at most its offset on */
-    bool suspect; /* seen missing once: confirmed after a fresh seek */
+    bool armed;         /* the partition reads from at most its offset on */
+    bool suspect;       /* seen missing once: confirmed after a fresh seek */
+    uint64_t beyond_ms; /* when the partition's end was first below it */
+    int64_t beyond_end;
     uint64_t idx; /* which part of the fetch */
     uint8_t key[KEY_CAP];
     size_t keylen; /* may exceed KEY_CAP: then the key is wrong anyway */
@@ -384,6 +391,14 @@ static void route(ds_partfetch *pf, const rd_kafka_message_t *m)
         ps->pos = m->offset;
         FOR_WANTED(pf, f, s, r)
         if (s->armed && r->partition == p) {
+            if (r->offset >= m->offset) {
+                /* Not visible yet, or never: the fetcher's loop decides
+                 * after BEYOND_END_MS (the fetch goes on at the end). */
+                if (s->beyond_ms == 0)
+                    s->beyond_ms = ds_mono_ms();
+                s->beyond_end = m->offset;
+                continue;
+            }
             passed(pf, s, p, "partition %d ends at offset %lld", (int)p,
                    (long long)m->offset);
             changed = true;
@@ -435,6 +450,20 @@ static void route(ds_partfetch *pf, const rd_kafka_message_t *m)
     }
 }
 
+/* Under mu: wanted parts past their partition's visible end for
+ * BEYOND_END_MS are missing. */
+static void beyond_end_timeouts(ds_partfetch *pf)
+{
+    uint64_t now = ds_mono_ms();
+    FOR_WANTED(pf, f, s, r)
+    if (s->beyond_ms != 0 && now - s->beyond_ms >= BEYOND_END_MS) {
+        slot_missing(s, "partition %d ends at offset %lld (for %d s)",
+                     (int)r->partition, (long long)s->beyond_end,
+                     BEYOND_END_MS / 1000);
+        pthread_cond_broadcast(&pf->cv);
+    }
+}
+
 static void *fetcher_main(void *arg)
 {
     ds_partfetch *pf = arg;
@@ -464,6 +493,7 @@ static void *fetcher_main(void *arg)
                 needcap = pf->nparts;
             }
             pthread_mutex_lock(&pf->mu);
+            beyond_end_timeouts(pf);
             plan(pf, need, &refresh);
             pthread_mutex_unlock(&pf->mu);
             apply(pf, need);
@@ -627,6 +657,8 @@ static void slot_want(slot *s, uint64_t idx)
 {
     s->state = S_WANT;
     s->armed = false;
+    s->suspect = false;
+    s->beyond_ms = 0;
     s->idx = idx;
     s->why[0] = '\0';
 }
