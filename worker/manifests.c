@@ -110,15 +110,9 @@ void handle_manifest(worker *w, rd_kafka_message_t *m, part *p)
         int n = refs ? ds_manifest_refs(&mf, refs, mf.nrefs, &err) : -ENOMEM;
         if (n < 0) {
             free(refs);
-            ds_error("local-error",
-                     "site=%s package=%s version=%" PRIu64
-                     " error=\"refs of the manifest at partition %d offset "
-                     "%lld: %s\"",
-                     w->o->site, mf.package, mf.version, (int)m->partition,
-                     (long long)m->offset, refs ? err.msg : "out of memory");
-            int32_t partition = m->partition;
-            rd_kafka_message_destroy(m);
-            rewind_partition(w, partition);
+            local_failure(w, m, NULL, mf.package,
+                          n == -ENOMEM ? "refs of the manifest: out of memory"
+                                       : err.msg);
             return;
         }
         nrefs = (size_t)n;
@@ -131,12 +125,7 @@ void handle_manifest(worker *w, rd_kafka_message_t *m, part *p)
     if (w->pf == NULL && mf.form != DS_FORM_INLINE &&
         ds_partfetch_new(w->o->kc, DS_TOPIC_CONTENT, &w->pf, &err) < 0) {
         free(refs);
-        ds_error("local-error", "site=%s package=%s error=\"%s\"", w->o->site,
-                 mf.package, err.msg);
-        flight_unlink(w, f);
-        int32_t partition = m->partition;
-        rd_kafka_message_destroy(m);
-        rewind_partition(w, partition);
+        local_failure(w, m, f, mf.package, err.msg);
         return;
     }
     ds_update_opts uo = {
@@ -151,12 +140,7 @@ void handle_manifest(worker *w, rd_kafka_message_t *m, part *p)
         .nrefs = nrefs,
     };
     if (ds_update_start(&ev, &uo, &f->u, &err) < 0) {
-        ds_metrics_add_label(w->met, DS_L_ERRORS, "local", 1);
-        ds_error("local-error", "package=%s error=\"%s\"", ev.package, err.msg);
-        flight_unlink(w, f);
-        int32_t partition = m->partition;
-        rd_kafka_message_destroy(m);
-        rewind_partition(w, partition);
+        local_failure(w, m, f, ev.package, err.msg);
         return;
     }
     char id[2 * DS_UPDATE_ID_LEN + 1];

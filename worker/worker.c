@@ -306,6 +306,22 @@ void refuse_update(worker *w, rd_kafka_message_t *m, const ds_event *ev,
         flight_retire(w, f, DEAD, reason, detail);
 }
 
+/* A new update failed for the site's own reason (library, memory,
+ * threads): nothing about it is settled; m is dropped and its partition
+ * read again from the commit point after a backoff (f, when given, is
+ * forgotten unsettled). */
+void local_failure(worker *w, rd_kafka_message_t *m, flight *f,
+                   const char *package, const char *msg)
+{
+    ds_metrics_add_label(w->met, DS_L_ERRORS, "local", 1);
+    ds_error("local-error", "package=%s error=\"%s\"", package, msg);
+    if (f != NULL)
+        flight_unlink(w, f);
+    int32_t partition = m->partition;
+    rd_kafka_message_destroy(m);
+    rewind_partition(w, partition);
+}
+
 /* What every new update (a v1 chunk 0, a v2 manifest) meets before it
  * starts: the site's size cap, a package layout updates can use, and a
  * version newer than current. Returns its new flight, or NULL when m was
@@ -329,12 +345,7 @@ flight *admit_update(worker *w, rd_kafka_message_t *m, const ds_event *ev,
     }
     uint64_t cur = 0;
     if (ds_library_current(w->lib, ev->package, &cur, &err) < 0) {
-        ds_metrics_add_label(w->met, DS_L_ERRORS, "local", 1);
-        ds_error("local-error", "package=%s error=\"%s\"", ev->package,
-                 err.msg);
-        int32_t partition = m->partition;
-        rd_kafka_message_destroy(m);
-        rewind_partition(w, partition);
+        local_failure(w, m, NULL, ev->package, err.msg);
         return NULL;
     }
     flight *f = flight_new(w, m, ev, p);
@@ -441,13 +452,7 @@ static void start_flight(worker *w, rd_kafka_message_t *m, const ds_event *ev,
         .user = f,
     };
     if (ds_update_start(ev, &uo, &f->u, &err) < 0) {
-        ds_metrics_add_label(w->met, DS_L_ERRORS, "local", 1);
-        ds_error("local-error", "package=%s error=\"%s\"", ev->package,
-                 err.msg);
-        flight_unlink(w, f);
-        int32_t partition = m->partition;
-        rd_kafka_message_destroy(m);
-        rewind_partition(w, partition);
+        local_failure(w, m, f, ev->package, err.msg);
         return;
     }
     char id[2 * DS_UPDATE_ID_LEN + 1];

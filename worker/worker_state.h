@@ -214,6 +214,8 @@ void refuse_update(worker *w, rd_kafka_message_t *m, const ds_event *ev,
                    part *p, const char *reason, const char *detail);
 flight *admit_update(worker *w, rd_kafka_message_t *m, const ds_event *ev,
                      part *p);
+void local_failure(worker *w, rd_kafka_message_t *m, flight *f,
+                   const char *package, const char *msg);
 void chunk_to_flight(worker *w, flight *f, rd_kafka_message_t *m,
                      const ds_event *ev);
 
