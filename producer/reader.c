@@ -7,8 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "kmeta.h"
 #include "log.h"
 #include "progress.h"
 
@@ -97,53 +97,15 @@ rd_kafka_t *ds_reader_handle(ds_reader *rd)
 int ds_reader_partitions(ds_reader *rd, const char *topic, int timeout_ms,
                          int32_t *count, int32_t *broker_id, ds_err *err)
 {
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rd->rc, topic, NULL);
-    if (rkt == NULL)
-        return ds_err_set(err, -EIO, "kafka", "topic handle for %s: %s", topic,
-                          rd_kafka_err2str(rd_kafka_last_error()));
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e;
-    /* A topic created a moment ago may not be in every broker's metadata
-     * yet (Unknown topic, leader not available): ask again for a while. */
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (;;) {
-        e = rd_kafka_metadata(rd->rc, 0, rkt, &md, timeout_ms);
-        if (e != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 ||
-            (md->topics[0].err != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART &&
-             md->topics[0].err != RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE))
-            break;
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        long ms = (t1.tv_sec - t0.tv_sec) * 1000L +
-                  (t1.tv_nsec - t0.tv_nsec) / 1000000L;
-        if (ms >= timeout_ms)
-            break;
-        rd_kafka_metadata_destroy(md);
-        md = NULL;
-        struct timespec nap = {0, 200 * 1000000L};
-        nanosleep(&nap, NULL);
-    }
-    rd_kafka_topic_destroy(rkt);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return ds_err_set(err, -EIO, "kafka", "metadata of %s: %s", topic,
-                          rd_kafka_err2str(e));
-    int rc = 0;
-    if (md->topic_cnt != 1 || md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR ||
-        md->topics[0].partition_cnt < 1)
-        rc = ds_err_set(err, -ENOENT, "kafka",
-                        "metadata of %s: %s (create it: scripts/kafka start "
-                        "does, so does despooler dev-broker; "
-                        "schemas/v2/README.md section 12)",
-                        topic,
-                        md->topic_cnt == 1 && md->topics[0].err
-                            ? rd_kafka_err2str(md->topics[0].err)
-                            : "no partitions");
-    else
-        *count = md->topics[0].partition_cnt;
+    const rd_kafka_metadata_t *md = NULL;
+    int rc = ds_kmeta_topic(rd->rc, topic, timeout_ms, &md, err);
+    if (rc < 0)
+        return rc;
+    *count = md->topics[0].partition_cnt;
     if (broker_id != NULL)
         *broker_id = md->broker_cnt > 0 ? md->brokers[0].id : -1;
     rd_kafka_metadata_destroy(md);
-    return rc;
+    return 0;
 }
 
 int ds_reader_committed_end(ds_reader *rd, const char *topic, int32_t partition,

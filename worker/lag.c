@@ -16,6 +16,7 @@
 #include <string.h>
 #include <librdkafka/rdkafka.h>
 
+#include "kmeta.h"
 #include "progress.h"
 
 static rd_kafka_t *client(const ds_lag_opts *o, const char *group,
@@ -208,22 +209,10 @@ int ds_lag_collect(const ds_lag_opts *o, ds_lag_report *r, ds_err *err)
     int rc = 0;
     rd_kafka_topic_partition_list_t *l = NULL;
     const rd_kafka_metadata_t *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, DS_TOPIC_UPDATES, NULL);
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, o->timeout_ms);
-    rd_kafka_topic_destroy(rkt);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        rc = ds_err_set(err, -EHOSTUNREACH, "kafka",
-                        "read metadata of %s: %s (is the broker running and "
-                        "-b right?)",
-                        DS_TOPIC_UPDATES, rd_kafka_err2str(e));
+    rd_kafka_resp_err_t e;
+    if ((rc = ds_kmeta_topic(rk, DS_TOPIC_UPDATES, o->timeout_ms, &md, err)) <
+        0)
         goto out;
-    }
-    if (md->topic_cnt != 1 || md->topics[0].err) {
-        rc =
-            ds_err_set(err, -ENOENT, "kafka", "topic %s: %s", DS_TOPIC_UPDATES,
-                       rd_kafka_err2str(md->topic_cnt ? md->topics[0].err : e));
-        goto out;
-    }
     int np = md->topics[0].partition_cnt;
     l = rd_kafka_topic_partition_list_new(np);
     for (int i = 0; i < np; i++)

@@ -13,6 +13,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "kmeta.h"
 #include "log.h"
 #include "progress.h"
 
@@ -151,29 +152,15 @@ static int make_consumer(ds_partfetch *pf, ds_err *err)
     return 0;
 }
 
-/* pkg.content's partition count from the cluster, 0 while unknown. */
+/* pkg.content's partition count from the cluster. */
 static int32_t partition_count(ds_partfetch *pf, ds_err *err)
 {
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(pf->rk, pf->topic, NULL);
-    if (rkt == NULL)
-        return ds_err_set(err, -ENOMEM, "internal", "topic handle %s",
-                          pf->topic);
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(pf->rk, 0, rkt, &md, 5000);
-    rd_kafka_topic_destroy(rkt);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return ds_err_set(err, -EIO, "kafka", "metadata of %s: %s", pf->topic,
-                          rd_kafka_err2str(e));
-    int32_t n = 0;
-    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        n = md->topics[0].partition_cnt;
-    else if (md->topic_cnt == 1)
-        e = md->topics[0].err;
+    const rd_kafka_metadata_t *md = NULL;
+    int rc = ds_kmeta_topic(pf->rk, pf->topic, 5000, &md, err);
+    if (rc < 0)
+        return rc;
+    int32_t n = md->topics[0].partition_cnt;
     rd_kafka_metadata_destroy(md);
-    if (n <= 0)
-        return ds_err_set(err, -ENOENT, "kafka",
-                          "topic %s: %s (create it: see docs/DEPLOY.md)",
-                          pf->topic, e ? rd_kafka_err2str(e) : "no partitions");
     return n;
 }
 

@@ -18,6 +18,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "codec.h"
+#include "kmeta.h"
 #include "progress.h"
 
 #define PUBLISHED "_published"
@@ -79,19 +80,9 @@ static int read_topic(const ds_status_opts *o, table *t, ds_err *err)
         return ds_err_set(err, -EINVAL, "kafka", "create client: %s", errstr);
     }
     const rd_kafka_metadata_t *md = NULL;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, DS_TOPIC_STATUS, NULL);
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, o->timeout_ms);
-    rd_kafka_topic_destroy(rkt);
     rd_kafka_topic_partition_list_t *l = NULL;
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 ||
-        md->topics[0].err) {
-        rc = ds_err_set(err, -EHOSTUNREACH, "kafka",
-                        "read metadata of %s: %s (is the broker running and "
-                        "-b right?)",
-                        DS_TOPIC_STATUS,
-                        rd_kafka_err2str(e ? e : md->topics[0].err));
+    if ((rc = ds_kmeta_topic(rk, DS_TOPIC_STATUS, o->timeout_ms, &md, err)) < 0)
         goto out;
-    }
     int parts = md->topics[0].partition_cnt;
     l = rd_kafka_topic_partition_list_new(parts);
     for (int i = 0; i < parts; i++)

@@ -46,6 +46,7 @@
 
 #include "fsutil.h"
 #include "kconf.h"
+#include "kmeta.h"
 #include "log.h"
 #include "manifest.h"
 
@@ -205,21 +206,12 @@ static rd_kafka_t *consumer_new(const ds_kconf *kc, const char *what)
 static int partition_count(rd_kafka_t *rk, const char *topic)
 {
     const rd_kafka_metadata_t *md;
-    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
-    rd_kafka_topic_destroy(rkt);
-    if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        fprintf(stderr, "ktool: metadata of %s: %s\n", topic,
-                rd_kafka_err2str(e));
+    ds_err err;
+    if (ds_kmeta_topic(rk, topic, 10000, &md, &err) < 0) {
+        fprintf(stderr, "ktool: %s\n", err.msg);
         return -1;
     }
-    int n = -1;
-    if (md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
-        n = md->topics[0].partition_cnt;
-    else
-        fprintf(stderr, "ktool: metadata of %s: %s\n", topic,
-                md->topic_cnt == 1 ? rd_kafka_err2str(md->topics[0].err)
-                                   : "no such topic");
+    int n = md->topics[0].partition_cnt;
     rd_kafka_metadata_destroy(md);
     return n;
 }
