@@ -1,6 +1,6 @@
 /*
- * kmeta.c - a topic's metadata, waiting out a topic's creation; see
- * kmeta.h.
+ * kmeta.c - a topic's metadata, waiting out a topic's creation; a
+ * partition's watermarks, waiting out a leader's move; see kmeta.h.
  */
 #include "kmeta.h"
 
@@ -69,4 +69,52 @@ int ds_kmeta_topic(rd_kafka_t *rk, const char *topic, int timeout_ms,
     }
     *md = m;
     return 0;
+}
+
+int ds_kmeta_transient(rd_kafka_resp_err_t e)
+{
+    switch (e) {
+    case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
+    case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART:
+    case RD_KAFKA_RESP_ERR_FENCED_LEADER_EPOCH:
+    case RD_KAFKA_RESP_ERR_UNKNOWN_LEADER_EPOCH:
+    case RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_REPLICA_NOT_AVAILABLE:
+    case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+    case RD_KAFKA_RESP_ERR__TRANSPORT:
+    case RD_KAFKA_RESP_ERR__TIMED_OUT:
+    case RD_KAFKA_RESP_ERR__WAIT_COORD:
+    case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+rd_kafka_resp_err_t ds_kmeta_watermarks(rd_kafka_t *rk, const char *topic,
+                                        int32_t partition, int64_t *lo,
+                                        int64_t *hi, int timeout_ms)
+{
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        long left = timeout_ms - since_ms(&t0);
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
+            rk, topic, partition, lo, hi, left > 100 ? (int)left : 100);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR || !ds_kmeta_transient(e) ||
+            since_ms(&t0) + RETRY_MS >= timeout_ms)
+            return e;
+        struct timespec nap = {0, RETRY_MS * 1000000L};
+        nanosleep(&nap, NULL);
+        /* Where the partition's leader is now. */
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+        const rd_kafka_metadata_t *md = NULL;
+        if (rkt != NULL && rd_kafka_metadata(rk, 0, rkt, &md, RETRY_MS * 5) ==
+                               RD_KAFKA_RESP_ERR_NO_ERROR)
+            rd_kafka_metadata_destroy(md);
+        if (rkt != NULL)
+            rd_kafka_topic_destroy(rkt);
+    }
 }

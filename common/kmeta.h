@@ -23,4 +23,18 @@
 int ds_kmeta_topic(rd_kafka_t *rk, const char *topic, int timeout_ms,
                    const rd_kafka_metadata_t **md, ds_err *err);
 
+/* 1 for the errors a partition leader's move, a broker's restart or a
+ * topic's creation cause for a while (NOT_LEADER_OR_FOLLOWER, leader not
+ * available, a stale leader epoch, the connection lost or timed out):
+ * asking again after a metadata refresh can succeed. */
+int ds_kmeta_transient(rd_kafka_resp_err_t e);
+
+/* rd_kafka_query_watermark_offsets(), asked again while its error is
+ * transient, with a metadata refresh in between (librdkafka 2.0.2 does
+ * not look for the new leader by itself after a ListOffsets error), until
+ * timeout_ms. Returns the last error (NO_ERROR: *lo, *hi set). */
+rd_kafka_resp_err_t ds_kmeta_watermarks(rd_kafka_t *rk, const char *topic,
+                                        int32_t partition, int64_t *lo,
+                                        int64_t *hi, int timeout_ms);
+
 #endif

@@ -47,7 +47,10 @@ static void usage(FILE *out)
         "  aborted: pkgpub warns). -X transaction.timeout.ms=MS wins. A\n"
         "  failed transaction is aborted (retried up to 2 min while the\n"
         "  broker does not answer), or pkgpub says that it is still open,\n"
-        "  what holds it and what ends it.\n"
+        "  what holds it and what ends it. A schema 2 publication whose\n"
+        "  transaction the cluster aborted (a partition leader or the\n"
+        "  coordinator moved: a broker failed) is run again, up to 3\n"
+        "  attempts in all (log line publish-retry; --json: attempts).\n"
         "  The embedded broker (despooler dev-broker) keeps 5 MiB per\n"
         "  partition: pkgpub refuses there, before sending, a schema 1\n"
         "  update over 4 MiB, or a schema 2 version whose new parts would\n"
@@ -172,9 +175,11 @@ static void print_json(const ds_publish_opts *o, const ds_publish_result *r)
     if (r->schema == 2)
         printf(",\"form\":\"%s\",\"parts\":%" PRIu64 ",\"parts_sent\":%" PRIu64
                ",\"parts_reused\":%" PRIu64 ",\"parts_tombstoned\":%" PRIu64
-               ",\"index_parts\":%" PRIu64 ",\"content_bytes\":%" PRIu64,
+               ",\"index_parts\":%" PRIu64 ",\"content_bytes\":%" PRIu64
+               ",\"attempts\":%d",
                form_name(r->form), r->parts, r->parts_sent, r->parts_reused,
-               r->parts_tombstoned, r->index_parts, r->content_bytes);
+               r->parts_tombstoned, r->index_parts, r->content_bytes,
+               r->attempts);
     printf("}\n");
 }
 

@@ -1,14 +1,18 @@
 /*
  * publish.c - what both schemas' publications share before they part:
  * the package id check, a fresh update id, the transactional id; then
- * the schema's own publication (publish_v1.c, publish_v2.c).
+ * the schema's own publication (publish_v1.c, publish_v2.c), a v2 one run
+ * again when a failover aborted its transaction.
  */
 #include "publish.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
 #include <unistd.h>
+
+#include "log.h"
 
 int ds_publish(const ds_publish_opts *o, ds_publish_result *r, ds_err *err)
 {
@@ -44,5 +48,29 @@ int ds_publish(const ds_publish_opts *o, ds_publish_result *r, ds_err *err)
         snprintf(r->transactional_id, sizeof(r->transactional_id),
                  "pkgpub-%s-%s", host, o->package);
     }
-    return o->schema == 2 ? ds_publish_v2(o, r, err) : ds_publish_v1(o, r, err);
+    if (o->schema == 1)
+        return ds_publish_v1(o, r, err);
+    /* A transaction a failover aborted (nothing of it visible) is run
+     * again, the whole publication: packed from the source again, parts
+     * the store holds reused, a fresh producer (init_transactions waits
+     * for the new coordinator). An error of the input, or a transaction
+     * left open or fenced, is reported at once. */
+    ds_publish_result first = *r;
+    int rc = 0;
+    for (int attempt = 1; attempt <= DS_PUBLISH_ATTEMPTS; attempt++) {
+        *r = first;
+        r->attempts = attempt;
+        rc = ds_publish_v2(o, r, err);
+        if (rc == 0 || !r->retry || attempt == DS_PUBLISH_ATTEMPTS)
+            break;
+        char q[DS_ERRMSG_MAX + 64];
+        ds_warn("publish-retry",
+                "package=%s version=%" PRIu64 " attempt=%d of=%d error=%s",
+                o->package, o->version, attempt + 1, DS_PUBLISH_ATTEMPTS,
+                ds_log_quote(q, sizeof(q), err->msg));
+        if (getrandom(first.update_id, sizeof(first.update_id), 0) !=
+            (ssize_t)sizeof(first.update_id))
+            return ds_err_sys(err, "io-error", "getrandom for update id");
+    }
+    return rc;
 }

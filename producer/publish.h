@@ -73,7 +73,15 @@ typedef struct ds_publish_result {
     /* On failure after sending began: what became of the transaction and
      * what the user must check (printed after the error), or "". */
     char hint[1536];
+    /* On failure: the transaction was aborted because of the cluster, not
+     * the input (ds_txn_worth_retry): running it again may succeed. */
+    int retry;
+    int attempts; /* publications tried (ds_publish retries, up to
+                     DS_PUBLISH_ATTEMPTS) */
 } ds_publish_result;
+
+/* Attempts of one publication whose transaction a failover aborted. */
+#define DS_PUBLISH_ATTEMPTS 3
 
 /* Publish o->source as o->package version o->version in schema o->schema. */
 int ds_publish(const ds_publish_opts *o, ds_publish_result *r, ds_err *err);

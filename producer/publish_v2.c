@@ -666,6 +666,8 @@ settle:
         int unsent = rd_kafka_outq_len(c->s.t.rk) > 0;
         ds_txn_settle(&c->s.t, unsent);
     }
+    r->retry = rc < 0 && strcmp(err->reason, "kafka") == 0 &&
+               ds_txn_worth_retry(&c->s.t, c->first_err);
     r->chunks = 1;
     r->partition = c->manifest_partition;
     r->first_offset = r->last_offset = c->manifest_offset;

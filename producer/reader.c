@@ -113,16 +113,15 @@ int ds_reader_committed_end(ds_reader *rd, const char *topic, int32_t partition,
                             ds_err *err)
 {
     int64_t ulo = 0, hw = 0;
-    rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-        rd->ru, topic, partition, &ulo, &hw, timeout_ms);
+    rd_kafka_resp_err_t e =
+        ds_kmeta_watermarks(rd->ru, topic, partition, &ulo, &hw, timeout_ms);
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
         return ds_err_set(err, -EIO, "kafka",
                           "%s partition %d: high watermark: %s", topic,
                           (int)partition, rd_kafka_err2str(e));
     uint64_t deadline = ds_mono_ms() + (uint64_t)timeout_ms;
     for (int tries = 0;; tries++) {
-        e = rd_kafka_query_watermark_offsets(rd->rc, topic, partition, lo, end,
-                                             timeout_ms);
+        e = ds_kmeta_watermarks(rd->rc, topic, partition, lo, end, timeout_ms);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
             return ds_err_set(err, -EIO, "kafka",
                               "%s partition %d: last stable offset: %s", topic,

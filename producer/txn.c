@@ -187,9 +187,11 @@ int ds_txn_init(ds_txn *t, atomic_int *cancel, ds_err *err)
         if (ds_mono_ms() >= deadline)
             return ds_err_set(
                 err, -ETIMEDOUT, "kafka",
-                "init transactions: no answer from the broker within %d ms "
-                "(is %s reachable? is transaction.state.log.min.isr "
-                "satisfiable?)",
+                "init transactions: no answer from the cluster within %d ms "
+                "(is %s reachable? the transaction coordinator needs "
+                "transaction.state.log.min.isr in-sync replicas of its "
+                "__transaction_state partition: with replication factor 3 "
+                "and min ISR 2, two brokers up)",
                 t->step_timeout_ms, t->kc->bootstrap ? t->kc->bootstrap : "-b");
     }
 }
@@ -343,6 +345,7 @@ int ds_txn_commit(ds_txn *t, const unsigned *failed,
         return 0;
     case TX_ABORT:
     case TX_FAIL:
+        t->abortable = c == TX_ABORT;
         rc = ds_err_set(err, -EIO, "kafka", "commit transaction: %s", why);
         ds_txn_abort(t);
         return rc;
@@ -457,4 +460,22 @@ void ds_txn_settle(ds_txn *t, int unsent)
     ds_err ferr;
     int frc = fence(t, &ferr);
     fate_hint(t, unsent, frc < 0 ? &ferr : NULL);
+}
+
+int ds_txn_worth_retry(const ds_txn *t, rd_kafka_resp_err_t first_dr_err)
+{
+    if (t->fate != DS_FATE_ABORTED)
+        return 0;
+    if (t->abortable)
+        return 1;
+    switch (first_dr_err) {
+    case RD_KAFKA_RESP_ERR__PURGE_QUEUE:    /* librdkafka's abortable */
+    case RD_KAFKA_RESP_ERR__PURGE_INFLIGHT: /* error purged the rest */
+    case RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS:
+    case RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS_AFTER_APPEND:
+        return 1;
+    default:
+        return 0;
+    }
 }

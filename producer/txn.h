@@ -51,6 +51,7 @@ typedef struct ds_txn {
     int step_timeout_ms; /* init_transactions gives up after this */
     int32_t partition;   /* the package's pkg.updates partition, or -1 */
     ds_txn_fate fate;    /* set when a transaction did not commit */
+    int abortable;       /* a step failed with an abortable error */
     /* On failure after sending began: what became of the transaction and
      * what the user must check (printed after the error), or "". */
     char hint[1536];
@@ -112,5 +113,14 @@ void ds_txn_abort(ds_txn *t);
  * retries would race the new producer's epoch), and write t->hint.
  * unsent: events were still queued when the transaction failed. */
 void ds_txn_settle(ds_txn *t, int unsent);
+
+/* 1 when a transaction that did not commit was aborted (nothing of it is
+ * visible) because of the cluster, not the input: librdkafka's abortable
+ * error (after a partition leader or the coordinator moved, e.g.
+ * OUT_OF_ORDER_SEQUENCE_NUMBER, which requires an epoch bump), seen by a
+ * step (commit) or as the deliveries it purged (first_dr_err), or too few
+ * in-sync replicas for a while. examples/transactions.c's remedy: abort,
+ * and run the same transaction again. */
+int ds_txn_worth_retry(const ds_txn *t, rd_kafka_resp_err_t first_dr_err);
 
 #endif

@@ -235,9 +235,8 @@ int ds_lag_collect(const ds_lag_opts *o, ds_lag_report *r, ds_err *err)
         ds_lag_row *row = &r->rows[i];
         row->partition = l->elems[i].partition;
         row->committed = l->elems[i].offset >= 0 ? l->elems[i].offset : -1;
-        e = rd_kafka_query_watermark_offsets(rk, DS_TOPIC_UPDATES,
-                                             row->partition, &row->low,
-                                             &row->high, o->timeout_ms);
+        e = ds_kmeta_watermarks(rk, DS_TOPIC_UPDATES, row->partition, &row->low,
+                                &row->high, o->timeout_ms);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             rc = ds_err_set(err, -EIO, "kafka",
                             "read watermarks of %s [%d]: %s", DS_TOPIC_UPDATES,

@@ -48,14 +48,24 @@ trap cleanup EXIT
 fail() { log "FAIL: $*"; exit 1; }
 
 # Broker: the one named by DESPOOL_BOOTSTRAP; or, with DESPOOL_BROKER=kafka,
-# a fresh single-node Apache Kafka for this test (scripts/kafka, ~10 s);
+# a fresh single-node Apache Kafka for this test (scripts/kafka, ~10 s), or
+# a fresh three-node cluster when the test set BROKERS=3 before sourcing
+# this file (~25 s; such a test kills and restarts brokers, so it needs its
+# own cluster: skipped on the embedded broker and with DESPOOL_BOOTSTRAP);
 # else a fresh embedded one (despooler dev-broker).
 BROKER_KIND=${DESPOOL_BROKER:-embedded}
+BROKERS=${BROKERS:-1}
+if [ "$BROKERS" != 1 ]; then
+  if [ "$BROKER_KIND" != kafka ] || [ -n "${DESPOOL_BOOTSTRAP:-}" ]; then
+    log "skipped: needs its own $BROKERS-broker Apache Kafka cluster (DESPOOL_BROKER=kafka, no DESPOOL_BOOTSTRAP)"
+    rm -rf "$T"; trap - EXIT; exit 77
+  fi
+fi
 if [ -n "${DESPOOL_BOOTSTRAP:-}" ]; then
   B=$DESPOOL_BOOTSTRAP
 elif [ "$BROKER_KIND" = kafka ]; then
   KAFKA_STATE=$T/kafka
-  "$SRC/scripts/kafka" start --dir "$KAFKA_STATE" >/dev/null 2>"$T/kafka-start.log" ||
+  "$SRC/scripts/kafka" start --dir "$KAFKA_STATE" --brokers "$BROKERS" >/dev/null 2>"$T/kafka-start.log" ||
     { cat "$T/kafka-start.log"; fail "scripts/kafka start failed"; }
   B=@$KAFKA_STATE/bootstrap
   # scripts/kafka creates pkg.updates with 6 partitions; tests that need
@@ -515,4 +525,146 @@ compact_fast() {
   done
   grep -qs '^log.cleaner.backoff.ms=1000$' "${KAFKA_STATE:-/nonexistent}/server.properties" ||
     kafka_broker_config log.cleaner.backoff.ms=1000
+}
+
+# ---- cluster helpers (BROKERS=3) ------------------------------------------
+
+# kill_broker N / start_broker N: kill -9 node N of this test's cluster;
+# start it again (returns once it has started).
+kill_broker() {
+  "$SRC/scripts/kafka" kill-broker "$1" --dir "$KAFKA_STATE" 2>>"$T/kafka-chaos.log" ||
+    fail "scripts/kafka kill-broker $1 failed: $(tail -3 "$T/kafka-chaos.log")"
+}
+start_broker() {
+  "$SRC/scripts/kafka" start-broker "$1" --dir "$KAFKA_STATE" 2>>"$T/kafka-chaos.log" ||
+    fail "scripts/kafka start-broker $1 failed: $(tail -3 "$T/kafka-chaos.log")"
+}
+
+# partition_leader TOPIC PARTITION: the node id leading it (-1: none).
+partition_leader() {
+  kafka_cli kafka-topics --describe --topic "$1"
+  awk -v p="$2" '$3 == "Partition:" && $4 == p { print $6; exit }' "$T/kafka-cli.out"
+}
+
+# leaders_of TOPIC NODE: the partitions of TOPIC node NODE leads, comma-separated.
+leaders_of() {
+  kafka_cli kafka-topics --describe --topic "$1"
+  awk -v n="$2" '$3 == "Partition:" && $6 == n { printf "%s%s", s, $4; s = "," }' "$T/kafka-cli.out"
+}
+
+# txn_coordinator TRANSACTIONAL_ID: the node id coordinating it; fails
+# (status 1, no output) while the id is not known to the cluster yet.
+txn_coordinator() {
+  "$SRC/scripts/kafka" cli kafka-transactions --bootstrap-server "$(kafka_bootstrap)" \
+    describe --transactional-id "$1" >"$T/kafka-txn.out" 2>&1 || return 1
+  awk 'NR == 2 { print $1 }' "$T/kafka-txn.out"
+}
+
+# group_coordinator GROUP: the node id coordinating the consumer group.
+group_coordinator() {
+  kafka_cli kafka-consumer-groups --describe --group "$1" --state
+  sed -nE 's/.*:[0-9]+ +\(([0-9]+)\).*/\1/p' "$T/kafka-cli.out" | head -1
+}
+
+# ---- storm helpers: worker slots of site $S on library $L ---------------
+
+# Worker slots 1..3; each incarnation appends to $T/wN.log. SIGTERM is
+# asynchronous (a new incarnation may join while the old one leaves); a
+# stopping worker must exit 0 within 30 s (reaped by reap_stopping).
+RUNNING=(0 0 0 0); STARTS=0; KILLS=0; TERMS=0; STOPPING=()
+slot_start() {
+  start_worker "w$1" "$S" "$L"
+  RUNNING[$1]=1; STARTS=$((STARTS + 1))
+}
+# A worker must never exit unless told to.
+assert_alive() { # SLOT PID
+  kill -0 "$2" 2>/dev/null && return 0
+  local rc=0; wait "$2" || rc=$?
+  fail "worker w$1 (pid $2) exited on its own (status $rc); see w$1.log"
+}
+slot_kill9() {
+  local pid; pid=$(wpid "w$1")
+  assert_alive "$1" "$pid"
+  kill9_worker "w$1"; forget_pid "$pid"
+  RUNNING[$1]=0; KILLS=$((KILLS + 1))
+}
+slot_term() {
+  local pid; pid=$(wpid "w$1")
+  assert_alive "$1" "$pid"
+  kill -TERM "$pid"; STOPPING+=("$pid:$((SECONDS + 30)):w$1")
+  RUNNING[$1]=0; TERMS=$((TERMS + 1))
+}
+reap_stopping() { # [all]: with "all", wait for every stopping worker
+  local keep=() e pid dl name rc
+  for e in "${STOPPING[@]:-}"; do
+    [ -n "$e" ] || continue
+    IFS=: read -r pid dl name <<<"$e"
+    while [ "${1:-}" = all ] && kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt "$dl" ]; do sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      [ $SECONDS -lt "$dl" ] || fail "worker $name (pid $pid) did not stop within 30 s of SIGTERM"
+      keep+=("$e"); continue
+    fi
+    rc=0; wait "$pid" || rc=$?
+    [ $rc = 0 ] || fail "worker $name (pid $pid) exited $rc after SIGTERM"
+    forget_pid "$pid"
+  done
+  STOPPING=("${keep[@]:-}")
+}
+rand_sleep() { # MIN_MS SPREAD_MS
+  local ms=$(($1 + RANDOM % $2))
+  sleep "$((ms / 1000)).$(printf %03d $((ms % 1000)))"
+}
+
+# converged NV: every package of PKGS is at version NV in $L.
+converged() {
+  local P
+  for P in "${PKGS[@]}"; do [ "$(current_version "$L" "$P")" = "$1" ] || return 1; done
+}
+
+# start_publishers NPUB NV SEED: NPUB background loops; loop k owns the
+# packages PKGS[k-1], PKGS[k-1+NPUB], ... and publishes their versions
+# 1..NV in order from $T/src/<package>/<version> (one transactional id per
+# package: a package's publishes never overlap, or they would fence each
+# other), with random pauses, so that updates keep coming during a storm.
+# Loop k's pkgpub --json lines go to $T/pubk.out, its status to
+# $T/pubk.rc; PUBLISHERS is NPUB.
+PUBLISHERS=0
+start_publishers() {
+  local npub=$1 nv=$2 seed=$3 k
+  PUBLISHERS=$npub
+  for k in $(seq "$npub"); do
+    ( (
+      RANDOM=$((seed + k))
+      for v in $(seq "$nv"); do
+        for ((i = k - 1; i < ${#PKGS[@]}; i += npub)); do
+          P=${PKGS[$i]}
+          "$PKGPUB" -b "$B" -p "$P" -V "$v" --json --no-progress "$T/src/$P/$v" \
+            >>"$T/pub$k.out" 2>>"$T/pkgpub.log" ||
+            { echo "pkgpub $P v$v failed" >>"$T/pub$k.err"; exit 1; }
+          rand_sleep 0 1500
+        done
+      done
+    ) && echo 0 >"$T/pub$k.rc" || echo $? >"$T/pub$k.rc" ) &
+    PIDS+=($!)   # the exit trap stops them too
+  done
+}
+
+# publishing: a publisher loop is still running.
+publishing() {
+  local k
+  for k in $(seq "$PUBLISHERS"); do job_done "pub$k" || return 0; done
+  return 1
+}
+
+# wait_publishers COUNT: every loop ends (60 s each) without a failure,
+# having published COUNT updates in all.
+wait_publishers() {
+  local k n
+  for k in $(seq "$PUBLISHERS"); do
+    job_done "pub$k" && [ "$(cat "$T/pub$k.rc")" != 0 ] &&
+      fail "a publisher failed: $(cat "$T"/pub*.err 2>/dev/null)"
+    wait_job "pub$k" 60
+  done
+  n=$(cat "$T"/pub*.out | grep -c '"package"' || true)
+  [ "$n" = "$1" ] || fail "published $n updates, expected $1"
 }

@@ -35,84 +35,11 @@ wait $g1 $g2
 
 start_sampler smp "$L" "$T/src" "${PKGS[@]}"
 
-# Worker slots 1..3; each incarnation appends to $T/wN.log. SIGTERM is
-# asynchronous (a new incarnation may join while the old one leaves); a
-# stopping worker must exit 0 within 30 s (reaped by reap_stopping).
-RUNNING=(0 0 0 0); STARTS=0; KILLS=0; TERMS=0; STOPPING=()
-slot_start() {
-  start_worker "w$1" "$S" "$L"
-  RUNNING[$1]=1; STARTS=$((STARTS + 1))
-}
-# A worker must never exit unless told to.
-assert_alive() { # SLOT PID
-  kill -0 "$2" 2>/dev/null && return 0
-  local rc=0; wait "$2" || rc=$?
-  fail "worker w$1 (pid $2) exited on its own (status $rc); see w$1.log"
-}
-slot_kill9() {
-  local pid; pid=$(wpid "w$1")
-  assert_alive "$1" "$pid"
-  kill9_worker "w$1"; forget_pid "$pid"
-  RUNNING[$1]=0; KILLS=$((KILLS + 1))
-}
-slot_term() {
-  local pid; pid=$(wpid "w$1")
-  assert_alive "$1" "$pid"
-  kill -TERM "$pid"; STOPPING+=("$pid:$((SECONDS + 30)):w$1")
-  RUNNING[$1]=0; TERMS=$((TERMS + 1))
-}
-reap_stopping() { # [all]: with "all", wait for every stopping worker
-  local keep=() e pid dl name rc
-  for e in "${STOPPING[@]:-}"; do
-    [ -n "$e" ] || continue
-    IFS=: read -r pid dl name <<<"$e"
-    while [ "${1:-}" = all ] && kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt "$dl" ]; do sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      [ $SECONDS -lt "$dl" ] || fail "worker $name (pid $pid) did not stop within 30 s of SIGTERM"
-      keep+=("$e"); continue
-    fi
-    rc=0; wait "$pid" || rc=$?
-    [ $rc = 0 ] || fail "worker $name (pid $pid) exited $rc after SIGTERM"
-    forget_pid "$pid"
-  done
-  STOPPING=("${keep[@]:-}")
-}
-rand_sleep() { # MIN_MS SPREAD_MS
-  local ms=$(($1 + RANDOM % $2))
-  sleep "$((ms / 1000)).$(printf %03d $((ms % 1000)))"
-}
 progress() { cat "$T"/w[123].log 2>/dev/null | grep -cE 'msg=(finalized|discarded) ' || true; }
-converged() {
-  local P
-  for P in "${PKGS[@]}"; do [ "$(current_version "$L" "$P")" = $NV ] || return 1; done
-}
-publishing() {
-  local k
-  for k in $(seq $NPUB); do job_done "pub$k" || return 0; done
-  return 1
-}
-
 slot_start 1; slot_start 2
 
-# Publishers: loop k owns packages k and k+NPUB and publishes their
-# versions in order (one transactional id per package: a package's
-# publishes never overlap, or they would fence each other), with random
-# pauses so that updates keep coming during the storm.
-for k in $(seq $NPUB); do
-  ( (
-    RANDOM=$((SEED + k))
-    for v in $(seq $NV); do
-      for i in $k $((k + NPUB)); do
-        P=$(pkg p$i)
-        "$PKGPUB" -b "$B" -p "$P" -V "$v" --json --no-progress "$T/src/$P/$v" \
-          >>"$T/pub$k.out" 2>>"$T/pkgpub.log" ||
-          { echo "pkgpub $P v$v failed" >>"$T/pub$k.err"; exit 1; }
-        rand_sleep 0 1500
-      done
-    done
-  ) && echo 0 >"$T/pub$k.rc" || echo $? >"$T/pub$k.rc" ) &
-  PIDS+=($!)   # the exit trap stops them too
-done
+# Publishers: loop k owns packages k and k+NPUB (start_publishers).
+start_publishers $NPUB $NV $SEED
 
 # The storm: each action waits until some work was done since the last
 # one (or 45 s; the embedded broker's rebalances take 10-20 s), then a
@@ -124,7 +51,7 @@ while publishing || [ $actions -lt "$MIN_ACTIONS" ]; do
   gate=$((SECONDS + 45))
   while [ "$(progress)" = "$last" ] && [ $SECONDS -lt $gate ]; do
     [ "${RUNNING[1]}${RUNNING[2]}${RUNNING[3]}" = 000 ] && break
-    ! publishing && converged && break
+    ! publishing && converged $NV && break
     reap_stopping; sleep 0.1
   done
   rand_sleep 100 1500
@@ -144,13 +71,8 @@ while publishing || [ $actions -lt "$MIN_ACTIONS" ]; do
   actions=$((actions + 1)); last=$(progress)
 done
 reap_stopping all
-for k in $(seq $NPUB); do
-  job_done "pub$k" && [ "$(cat "$T/pub$k.rc")" != 0 ] &&
-    fail "a publisher failed: $(cat "$T"/pub*.err 2>/dev/null)"
-  wait_job "pub$k" 60
-done
-n=$(cat "$T"/pub*.out | grep -c '"package"' || true)
-[ "$n" = $((NP * NV)) ] || fail "published $n updates, expected $((NP * NV))"
+wait_publishers $((NP * NV))
+n=$((NP * NV))
 log "published $n updates; storm: $actions actions, $STARTS starts, $KILLS kill -9, $TERMS SIGTERM"
 [ $KILLS -gt 0 ] && [ $TERMS -gt 0 ] || fail "storm lacked kill -9 or SIGTERM ($actions actions)"
 
