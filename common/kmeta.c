@@ -5,9 +5,15 @@
 #include "kmeta.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <poll.h>
+#include <stdio.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #define RETRY_MS 200
+#define SLICE_MS 2000 /* one watermark query */
 
 static int settling(rd_kafka_resp_err_t e)
 {
@@ -93,6 +99,67 @@ int ds_kmeta_transient(rd_kafka_resp_err_t e)
     }
 }
 
+/* 1 when host:port accepts a TCP connection within ms. */
+static int reachable(const char *host, int port, int ms)
+{
+    char serv[16];
+    snprintf(serv, sizeof(serv), "%d", port);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai = NULL;
+    if (getaddrinfo(host, serv, &hints, &ai) != 0)
+        return 0;
+    int ok = 0;
+    for (struct addrinfo *a = ai; a != NULL && !ok; a = a->ai_next) {
+        int fd =
+            socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                   a->ai_protocol);
+        if (fd < 0)
+            continue;
+        if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
+            ok = 1;
+        } else if (errno == EINPROGRESS) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            int soerr = 0;
+            socklen_t len = sizeof(soerr);
+            ok = poll(&pfd, 1, ms) == 1 &&
+                 getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len) == 0 &&
+                 soerr == 0;
+        }
+        close(fd);
+    }
+    freeaddrinfo(ai);
+    return ok;
+}
+
+/* Where partition's leader is, from fresh metadata: NO_ERROR when it
+ * answers a TCP connection, else why not (transient). */
+static rd_kafka_resp_err_t leader_up(rd_kafka_t *rk, const char *topic,
+                                     int32_t partition, int ms)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (rkt == NULL)
+        return RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    const rd_kafka_metadata_t *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, ms);
+    rd_kafka_topic_destroy(rkt);
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return e;
+    e = RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+    for (int t = 0; t < md->topic_cnt; t++)
+        for (int p = 0; p < md->topics[t].partition_cnt; p++) {
+            const rd_kafka_metadata_partition_t *mp =
+                &md->topics[t].partitions[p];
+            if (mp->id != partition || mp->leader < 0)
+                continue;
+            for (int b = 0; b < md->broker_cnt; b++)
+                if (md->brokers[b].id == mp->leader)
+                    e = reachable(md->brokers[b].host, md->brokers[b].port, ms)
+                            ? RD_KAFKA_RESP_ERR_NO_ERROR
+                            : RD_KAFKA_RESP_ERR__TRANSPORT;
+        }
+    rd_kafka_metadata_destroy(md);
+    return e;
+}
+
 rd_kafka_resp_err_t ds_kmeta_watermarks(rd_kafka_t *rk, const char *topic,
                                         int32_t partition, int64_t *lo,
                                         int64_t *hi, int timeout_ms)
@@ -100,21 +167,21 @@ rd_kafka_resp_err_t ds_kmeta_watermarks(rd_kafka_t *rk, const char *topic,
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (;;) {
+        /* librdkafka 2.0.2 sends the query to the leader its metadata
+         * cache names, and waits without a timeout while that broker is
+         * down: ask only a leader that the cluster names now and that
+         * accepts a connection. Kafka elects a new leader for a dead
+         * one's partitions after broker.session.timeout.ms (9 s). */
         long left = timeout_ms - since_ms(&t0);
-        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(
-            rk, topic, partition, lo, hi, left > 100 ? (int)left : 100);
+        int slice = left < SLICE_MS ? (left > 100 ? (int)left : 100) : SLICE_MS;
+        rd_kafka_resp_err_t e = leader_up(rk, topic, partition, slice);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            e = rd_kafka_query_watermark_offsets(rk, topic, partition, lo, hi,
+                                                 slice);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR || !ds_kmeta_transient(e) ||
             since_ms(&t0) + RETRY_MS >= timeout_ms)
             return e;
         struct timespec nap = {0, RETRY_MS * 1000000L};
         nanosleep(&nap, NULL);
-        /* Where the partition's leader is now. */
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-        const rd_kafka_metadata_t *md = NULL;
-        if (rkt != NULL && rd_kafka_metadata(rk, 0, rkt, &md, RETRY_MS * 5) ==
-                               RD_KAFKA_RESP_ERR_NO_ERROR)
-            rd_kafka_metadata_destroy(md);
-        if (rkt != NULL)
-            rd_kafka_topic_destroy(rkt);
     }
 }

@@ -29,10 +29,12 @@ int ds_kmeta_topic(rd_kafka_t *rk, const char *topic, int timeout_ms,
  * asking again after a metadata refresh can succeed. */
 int ds_kmeta_transient(rd_kafka_resp_err_t e);
 
-/* rd_kafka_query_watermark_offsets(), asked again while its error is
- * transient, with a metadata refresh in between (librdkafka 2.0.2 does
- * not look for the new leader by itself after a ListOffsets error), until
- * timeout_ms. Returns the last error (NO_ERROR: *lo, *hi set). */
+/* rd_kafka_query_watermark_offsets(), asked only of a leader that the
+ * cluster's metadata names now and that accepts a TCP connection (2.0.2
+ * sends the query to the leader in its cache and waits for it without a
+ * timeout while that broker is down), in slices of 2 s, and asked again
+ * while the error is transient, until timeout_ms. Returns the last error
+ * (NO_ERROR: *lo, *hi set). */
 rd_kafka_resp_err_t ds_kmeta_watermarks(rd_kafka_t *rk, const char *topic,
                                         int32_t partition, int64_t *lo,
                                         int64_t *hi, int timeout_ms);

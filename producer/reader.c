@@ -47,6 +47,12 @@ static int consumer_new(const ds_kconf *kc, const char *isolation,
         /* The end of a partition is reached when a fetch comes back
          * empty: the broker holds such a fetch up to this long. */
         (rc = ds_kconf_set(c, "fetch.wait.max.ms", "10", err)) < 0 ||
+        /* A request to a partition leader that just died waits this long
+         * (librdkafka 2.0.2's offset queries ignore their own timeout
+         * while the broker is down); then the query is asked again of the
+         * new leader (ds_kmeta_watermarks). Kafka elects it after
+         * broker.session.timeout.ms, 9 s by default. */
+        (rc = ds_kconf_set(c, "socket.timeout.ms", "10000", err)) < 0 ||
         (rc = ds_kconf_apply(kc, c, err)) < 0) {
         rd_kafka_conf_destroy(c);
         return rc;

@@ -9,7 +9,11 @@
 # the fetches of those partitions must move to the new leaders (elected
 # after the controller notices, broker.session.timeout.ms 9 s), with no
 # part called missing or mismatched. The broker is started again 15 s
-# later and version 2 is published through the healed cluster.
+# later and version 2 is published through the healed cluster. Right
+# after the kill, another package on the same pkg.updates partition is
+# published: pkgpub must find the new leader (its first read, the
+# partition's last stable offset, goes to the dead one until the
+# controller fences it).
 # Checks: version 1 then 2 current, byte-identical, each finalized once;
 # nothing dead-lettered; a sampler saw no downgrade and no mixed tree; lag
 # 0; the worker never exited.
@@ -27,7 +31,19 @@ lead=$(partition_leader pkg.updates "$part")
 led=$(leaders_of pkg.content "$lead")
 [ -n "$led" ] || fail "broker $lead leads no pkg.content partition"
 
-start_sampler smp "$L" "$T/src" "$P"
+# A second package on the same pkg.updates partition, published right
+# after the kill: until the controller fences the dead broker (9 s), the
+# cluster's metadata still names it the partition's leader, and pkgpub's
+# first reads (the package's newest record) go there.
+Q= np=$(partition_count pkg.updates)
+for i in $(seq 200); do
+  c=$(pkg other$i)
+  [ "$("$KTOOL" partition "$np" "$c")" = "$part" ] && { Q=$c; break; }
+done
+[ -n "$Q" ] || fail "no package name on pkg.updates partition $part in 200 tries"
+make_tree "$T/src/$Q/1" 3 20 16
+
+start_sampler smp "$L" "$T/src" "$P" "$Q"
 start_worker w1 "$S" "$L" -X fetch.min.bytes=8388608 -X fetch.wait.max.ms=400 \
   -X fetch.max.bytes=1048576
 wait_log w1 "msg=update-started .*package=$P version=1" 90
@@ -37,6 +53,9 @@ grep -q "msg=finalized .*package=$P version=1 " "$T/w1.log" &&
 t0=$SECONDS
 kill_broker "$lead"
 log "killed broker $lead mid-fetch (leader of pkg.updates partition $part and pkg.content partitions $led)"
+( rc=0; "$PKGPUB" -b "$B" -p "$Q" -V 1 --json --no-progress "$T/src/$Q/1" \
+    >"$T/pubq.json" 2>"$T/pubq.err" || rc=$?; echo $rc >"$T/pubq.rc" ) &
+PIDS+=($!)
 sleep 1
 grep -q "msg=finalized .*package=$P version=1 " "$T/w1.log" &&
   fail "version 1 finalized right at the kill: not mid-fetch; make the tree bigger"
@@ -44,6 +63,13 @@ grep -q "msg=finalized .*package=$P version=1 " "$T/w1.log" &&
 wait_current "$L" "$P" 1 180
 t1=$SECONDS
 log "version 1 current $((t1 - t0)) s after the kill"
+for _ in $(seq 600); do job_done pubq && break; sleep 0.1; done
+job_done pubq || fail "pkgpub of $Q still running $((SECONDS - t0)) s after the kill"
+[ "$(cat "$T/pubq.rc")" = 0 ] ||
+  fail "pkgpub of $Q (partition $part, its leader just killed) failed: $(grep -v 'msg=kafka' "$T/pubq.err" | tail -2)"
+wait_current "$L" "$Q" 1 60
+assert_same_tree "$T/src/$Q/1" "$L/$Q/current/"
+log "$Q (same partition, published right after the kill) installed $((SECONDS - t0)) s after the kill"
 assert_same_tree "$T/src/$P/1" "$L/$P/current/"
 sleep $((15 - (SECONDS - t0) > 0 ? 15 - (SECONDS - t0) : 0))
 start_broker "$lead"

@@ -17,6 +17,10 @@
  *              also its create time: for benchmarks)
  *   ktool dump -b BOOTSTRAP -t TOPIC [-p PARTITION]   (until end of topic,
  *              or of that one partition)
+ *   ktool partition COUNT KEY...
+ *              (the partition librdkafka's default partitioner,
+ *              murmur2_random, and so pkgpub, puts KEY in of a topic
+ *              with COUNT partitions, one line per KEY; no broker)
  *   ktool get  -b BOOTSTRAP -t TOPIC -p PARTITION -o OFFSET [-x]
  *              (the first record at or after OFFSET; exit 0 if it is at
  *              exactly OFFSET, 3 if it is at a later offset or there is
@@ -409,8 +413,20 @@ int main(int argc, char **argv)
                 "usage: ktool put -b B -t TOPIC -k KEY [-p P] FILE...|-n\n"
                 "       ktool put -b B -t TOPIC -l LIST [-r PER_SECOND]\n"
                 "       ktool dump -b B -t TOPIC [-p P] [-m]\n"
-                "       ktool get -b B -t TOPIC -p P -o OFFSET [-x]\n");
+                "       ktool get -b B -t TOPIC -p P -o OFFSET [-x]\n"
+                "       ktool partition COUNT KEY...\n");
         return 2;
+    }
+    if (strcmp(argv[1], "partition") == 0) {
+        int n = argc > 2 ? atoi(argv[2]) : 0;
+        if (n < 1 || argc < 4) {
+            fprintf(stderr, "usage: ktool partition COUNT KEY...\n");
+            return 2;
+        }
+        for (int i = 3; i < argc; i++)
+            printf("%d\n", (int)rd_kafka_msg_partitioner_murmur2_random(
+                               NULL, argv[i], strlen(argv[i]), n, NULL, NULL));
+        return 0;
     }
     const char *mode = argv[1], *topic = NULL, *key = "", *list = NULL;
     double rate = 0;
