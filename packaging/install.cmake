@@ -73,8 +73,14 @@ install(FILES ${DESPOOL_PKG_DIR}/site.conf
   DESTINATION ${DESPOOL_DOC_DIR}/examples)
 install(FILES ${DESPOOL_PKG_DIR}/debian/copyright ${DESPOOL_CHANGELOG}
   DESTINATION ${DESPOOL_DOC_DIR})
-# /etc/despool: where the SITE.conf files go (the package ships none).
-install(DIRECTORY DESTINATION ${CMAKE_INSTALL_FULL_SYSCONFDIR}/despool)
+# /etc/despool: where the SITE.conf files go (the package ships none;
+# the unit reads /etc/despool/SITE.conf whatever the prefix). Relative
+# unless the prefix is /usr, so that cmake --install --prefix stays in it.
+if(CMAKE_INSTALL_PREFIX STREQUAL "/usr")
+  install(DIRECTORY DESTINATION /etc/despool)
+else()
+  install(DIRECTORY DESTINATION ${CMAKE_INSTALL_SYSCONFDIR}/despool)
+endif()
 
 # The .deb.
 set(CPACK_GENERATOR DEB)

@@ -108,13 +108,33 @@ for lib in libc6 librdkafka1 libmicrohttpd libzstd libarchive libssl \
 done
 ok "Depends: $depends"
 
-step "lintian"
-lintian --no-tag-display-limit "$deb" >"$T/lintian.out" 2>&1 || true
-sed 's/^/  /' "$T/lintian.out"
-if grep -q '^E:' "$T/lintian.out"; then
-  fail "lintian reports errors"
+# cmake --install puts the same files where the package does.
+DESTDIR=$T/inst cmake --install "$T/b" >"$T/install.log" 2>&1 ||
+  fail "DESTDIR=... cmake --install: $(tail -3 "$T/install.log")"
+(cd "$T/inst" && find . ! -type d | sed 's,^\.,,' | sort) >"$T/installed"
+grep -v '/$' "$T/contents" | sort >"$T/packaged"
+if diff "$T/installed" "$T/packaged" >"$T/install.diff"; then
+  ok "cmake --install: the package's $(wc -l <"$T/installed") files"
 else
-  ok "lintian: no error ($(grep -c '^W:' "$T/lintian.out" || true) warnings)"
+  cat "$T/install.diff" >&2
+  fail "cmake --install and the .deb differ (< installed, > packaged)"
+fi
+
+step "lintian"
+# Errors fail (lintian exits 1; 2 and more: it did not run); warnings,
+# info and pedantic tags are listed.
+lrc=0
+lintian --fail-on error --tag-display-limit 0 -I --pedantic "$deb" \
+  >"$T/lintian.out" 2>&1 || lrc=$?
+grep -E '^[A-Z]: ' "$T/lintian.out" | sed 's/^/  /'
+if [ "$lrc" -eq 1 ] || grep -q '^E:' "$T/lintian.out"; then
+  fail "lintian reports errors"
+elif [ "$lrc" -ne 0 ]; then
+  cat "$T/lintian.out" >&2
+  fail "lintian did not run (exit $lrc)"
+else
+  ok "lintian: no error, $(grep -c '^W:' "$T/lintian.out" || true)" \
+    "warning(s), $(grep -c '^I:' "$T/lintian.out" || true) info"
 fi
 
 step "dpkg --root: unpack into a scratch root"
