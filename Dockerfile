@@ -16,19 +16,18 @@ ARG DEBIAN_IMAGE=debian:12-slim
 # ---------------------------------------------------------------- build
 FROM ${DEBIAN_IMAGE} AS build
 
-# The -dev packages of scripts/deps. libcriterion-dev is there because
-# tests/CMakeLists.txt names the Criterion target at configure time, even
-# though only the two programs are built here.
+# The -dev packages of scripts/deps, without Criterion: the tests are not
+# built here (-DBUILD_TESTING=OFF).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       librdkafka-dev libmsgpack-dev libzstd-dev libarchive-dev libssl-dev \
-      libmicrohttpd-dev libcriterion-dev \
+      libmicrohttpd-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
 COPY . .
-RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release \
+RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
  && cmake --build /build -j"$(nproc)" --target despooler pkgpub
 
 # ---------------------------------------------------------------- runtime

@@ -6,6 +6,7 @@
  */
 #include <getopt.h>
 #include <inttypes.h>
+#include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,7 @@ static void usage(FILE *out)
         "      --progress            progress bar even when not a terminal\n"
         "      --no-progress         never a progress bar\n"
         "  -h, --help                this text\n"
+        "      --version             (alone) print pkgpub's version\n"
         "\n"
         "retire writes, in one transaction, a tombstone for PACKAGE on\n"
         "pkg.updates (sites drop or keep it as configured), tombstones for\n"
@@ -343,6 +345,13 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    /* --version alone is the program's version; with an argument (or as
+     * -V N) it stays the package version to publish. */
+    if (argc == 2 && strcmp(argv[1], "--version") == 0) {
+        printf("pkgpub %s\nlibrdkafka %s\n", DESPOOL_VERSION,
+               rd_kafka_version_str());
+        return 0;
+    }
     if (argc > 1 && strcmp(argv[1], "keygen") == 0)
         return cmd_keygen(argc - 1, argv + 1);
     if (argc > 1 && strcmp(argv[1], "retire") == 0)

@@ -4,6 +4,7 @@
  * lag reader or the embedded broker. Only this file exits the process.
  */
 #include <getopt.h>
+#include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -59,7 +60,8 @@ static void usage(FILE *out)
           "  dev-broker  run the embedded Kafka-protocol broker (for trying "
           "out)\n"
           "\n"
-          "Run 'despooler COMMAND --help' for the options of a command.\n",
+          "Run 'despooler COMMAND --help' for the options of a command.\n"
+          "'despooler --version' prints the version.\n",
           out);
 }
 
@@ -754,6 +756,11 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 ||
         strcmp(cmd, "help") == 0) {
         usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("despooler %s\nlibrdkafka %s\n", DESPOOL_VERSION,
+               rd_kafka_version_str());
         return 0;
     }
     /* getopt sees the command's own argv, with the command as argv[0]. */
