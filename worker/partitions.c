@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kmeta.h"
 #include "log.h"
 #include "progress.h"
 #include "worker_state.h"
@@ -121,9 +122,11 @@ void note_offset(worker *w, int32_t partition, int64_t offset)
         if (offset - expect < 2 || now - p->wm_query_ms < 1000)
             return;
         p->wm_query_ms = now;
-        if (rd_kafka_query_watermark_offsets(
-                w->consumer, DS_TOPIC_UPDATES, partition, &lo, &hi,
-                WATERMARK_TIMEOUT_MS) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        /* Not librdkafka's query alone: on a leader that just died it
+         * waits without a timeout, and this is the consumer's thread. */
+        if (ds_kmeta_watermarks(w->consumer, DS_TOPIC_UPDATES, partition, &lo,
+                                &hi, WATERMARK_TIMEOUT_MS) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR)
             return;
     }
     if (lo <= expect)
