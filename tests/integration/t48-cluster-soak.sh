@@ -40,7 +40,7 @@ make_version() { # VERSION
   make_random_tree "$T/src/${PKGS[0]}/$1" "$1" 24
 }
 
-conv=(); back=(); updates=0
+conv=(); back=(); down=(); pubc=(); updates=0
 for c in $(seq "$CYCLES"); do
   make_version "$c"
   n=$((RANDOM % 3 + 1)); how=$((RANDOM % 2))
@@ -63,17 +63,21 @@ for c in $(seq "$CYCLES"); do
   if [ $((c % 4)) = 0 ]; then kill9_worker a1; start_worker a1 "$SA" "$LA"; what="$what + worker a1 kill -9"; fi
   rand_sleep 8000 7000
   start_broker "$n"; tb=$SECONDS
+  lastpub=0
   for j in a b; do
     for _ in $(seq 3000); do [ -e "$T/pub$j.rc" ] && break; sleep 0.1; done
     [ -e "$T/pub$j.rc" ] || fail "cycle $c: pkgpub loop $j still running after 300 s"
     [ "$(cat "$T/pub$j.rc")" = 0 ] || fail "cycle $c: $(cat "$T/pub.err") (one broker down must not fail a publish; see pkgpub.log)"
+    m=$(stat -c %Y "$T/pub$j.rc"); [ "$m" -gt $lastpub ] && lastpub=$m
     rm -f "$T/pub$j.rc"
   done
   want=(); for P in "${PKGS[@]}"; do want+=("$P=$c"); done
   wait_versions "$LA" 240 "${want[@]}"
   wait_versions "$LB" 240 "${want[@]}"
-  conv+=($((SECONDS - t0))); back+=($((SECONDS - tb))); updates=$((updates + NP))
-  log "cycle $c: broker $n $what for $((tb - t0)) s; both sites at version $c $((SECONDS - t0)) s after the fault, $((SECONDS - tb)) s after the broker's return"
+  afterpub=$(( $(date +%s) - lastpub ))
+  conv+=($((SECONDS - t0))); back+=($((SECONDS - tb))); down+=($((tb - t0)))
+  pubc+=($afterpub); updates=$((updates + NP))
+  log "cycle $c: broker $n $what for $((tb - t0)) s (restart included); both sites at version $c $((SECONDS - t0)) s after the fault, $afterpub s after the cycle's last publish, $((SECONDS - tb)) s after the broker's return"
 done
 for P in "${PKGS[@]}"; do
   assert_same_tree "$T/src/$P/$CYCLES" "$LA/$P/current/"
@@ -86,7 +90,7 @@ assert_finalized_at_most_once "$T"/b1.log
 bad=$(cat "$T"/a[12].log "$T"/b1.log | grep -E 'msg=(rejected|dead-lettered) ' | head -3 || true)
 [ -z "$bad" ] || fail "unexpected: $bad"
 stats() { local x max=0 sum=0; for x in "$@"; do sum=$((sum + x)); [ "$x" -gt $max ] && max=$x; done; echo "max $max s, mean $((sum / $#)) s"; }
-log "soak: $CYCLES cycles, $updates updates to 2 sites; both sites converged after each fault in $(stats "${conv[@]}") (broker down 8-15 s of it), after the broker's return in $(stats "${back[@]}"); lost 0, downgraded 0, partial 0; publish retries $(grep -c 'msg=publish-retry' "$T/pkgpub.log" || true)"
+log "soak: $CYCLES cycles, $updates updates to 2 sites; broker down (restart included) $(stats "${down[@]}"); both sites converged after each fault in $(stats "${conv[@]}"), after the cycle's last publish in $(stats "${pubc[@]}"), after the broker's return in $(stats "${back[@]}"); lost 0, downgraded 0, partial 0; publish retries $(grep -c 'msg=publish-retry' "$T/pkgpub.log" || true)"
 stop_worker a1; stop_worker a2; stop_worker b1
 no_staging_left "$LA"; no_staging_left "$LB"
 log "PASS"
