@@ -666,8 +666,13 @@ settle:
         int unsent = rd_kafka_outq_len(c->s.t.rk) > 0;
         ds_txn_settle(&c->s.t, unsent);
     }
+    /* A delivery report without an offset: after a leader moved, the
+     * retried batch was already in the log (DUPLICATE_SEQUENCE_NUMBER),
+     * so its offset is unknown and no manifest can name it; the aborted
+     * publication is run again. */
     r->retry = rc < 0 && strcmp(err->reason, "kafka") == 0 &&
-               ds_txn_worth_retry(&c->s.t, c->first_err);
+               (ds_txn_worth_retry(&c->s.t, c->first_err) ||
+                (c->no_offset > 0 && c->s.t.fate == DS_FATE_ABORTED));
     r->chunks = 1;
     r->partition = c->manifest_partition;
     r->first_offset = r->last_offset = c->manifest_offset;
