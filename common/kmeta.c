@@ -12,8 +12,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RETRY_MS 200
-#define SLICE_MS 2000 /* one watermark query */
+#define RETRY_MS      200
+#define SLICE_MS      2000 /* one watermark query */
+#define META_SLICE_MS 4000 /* one metadata request */
 
 static int settling(rd_kafka_resp_err_t e)
 {
@@ -43,10 +44,20 @@ int ds_kmeta_topic(rd_kafka_t *rk, const char *topic, int timeout_ms,
     rd_kafka_resp_err_t e;
     rd_kafka_resp_err_t te = RD_KAFKA_RESP_ERR_NO_ERROR;
     for (;;) {
+        /* In slices: a request sent to a broker that is shutting down or
+         * just died may never be answered; the next one goes to a broker
+         * that is up. */
         long left = timeout_ms - since_ms(&t0);
-        e = rd_kafka_metadata(rk, 0, rkt, &m, left > 100 ? (int)left : 100);
-        if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
-            break;
+        long slice = left < META_SLICE_MS ? left : META_SLICE_MS;
+        e = rd_kafka_metadata(rk, 0, rkt, &m, slice > 100 ? (int)slice : 100);
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            if (!ds_kmeta_transient(e) ||
+                since_ms(&t0) + RETRY_MS >= timeout_ms)
+                break;
+            struct timespec nap = {0, RETRY_MS * 1000000L};
+            nanosleep(&nap, NULL);
+            continue;
+        }
         te = m->topic_cnt == 1 ? m->topics[0].err
                                : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
         if (te == RD_KAFKA_RESP_ERR_NO_ERROR && m->topics[0].partition_cnt < 1)

@@ -6,7 +6,9 @@
  * "Leader not available" for a while (a second or two after
  * `kafka-topics --create` returns, more on a loaded machine). Those two
  * answers are asked again until timeout_ms; only then is the topic
- * reported missing.
+ * reported missing. A request is made in slices of 4 s and made again
+ * when it timed out or its broker went away (a broker shutting down may
+ * never answer), so one broker down costs seconds, not the timeout.
  */
 #ifndef DS_KMETA_H
 #define DS_KMETA_H
