@@ -48,12 +48,12 @@ for c in $(seq "$CYCLES"); do
     for ((i = 0; i < NP; i += 2)); do
       "$PKGPUB" -b "$B" -p "${PKGS[$i]}" -V "$c" --json --no-progress "$T/src/${PKGS[$i]}/$c" \
         >>"$T/pubs.out" 2>>"$T/pkgpub.log" || { echo "pkgpub ${PKGS[$i]} v$c failed" >>"$T/pub.err"; rc=1; }
-    done; echo $rc >"$T/puba.rc" ) & PIDS+=($!)
+    done; date +%s.%N >"$T/puba.end"; echo $rc >"$T/puba.rc" ) & PIDS+=($!)
   ( rc=0
     for ((i = 1; i < NP; i += 2)); do
       "$PKGPUB" -b "$B" -p "${PKGS[$i]}" -V "$c" --json --no-progress "$T/src/${PKGS[$i]}/$c" \
         >>"$T/pubs.out" 2>>"$T/pkgpub.log" || { echo "pkgpub ${PKGS[$i]} v$c failed" >>"$T/pub.err"; rc=1; }
-    done; echo $rc >"$T/pubb.rc" ) & PIDS+=($!)
+    done; date +%s.%N >"$T/pubb.end"; echo $rc >"$T/pubb.rc" ) & PIDS+=($!)
   rand_sleep 300 2000
   t0=$SECONDS
   if [ $how = 0 ]; then kill_broker "$n"; what="kill -9"; else
@@ -63,21 +63,45 @@ for c in $(seq "$CYCLES"); do
   if [ $((c % 4)) = 0 ]; then kill9_worker a1; start_worker a1 "$SA" "$LA"; what="$what + worker a1 kill -9"; fi
   rand_sleep 8000 7000
   start_broker "$n"; tb=$SECONDS
-  lastpub=0
   for j in a b; do
     for _ in $(seq 3000); do [ -e "$T/pub$j.rc" ] && break; sleep 0.1; done
     [ -e "$T/pub$j.rc" ] || fail "cycle $c: pkgpub loop $j still running after 300 s"
     [ "$(cat "$T/pub$j.rc")" = 0 ] || fail "cycle $c: $(cat "$T/pub.err") (one broker down must not fail a publish; see pkgpub.log)"
-    m=$(stat -c %Y "$T/pub$j.rc"); [ "$m" -gt $lastpub ] && lastpub=$m
-    rm -f "$T/pub$j.rc"
+    cat "$T/pub$j.end" >>"$T/cycle$c.ends"
+    rm -f "$T/pub$j.rc" "$T/pub$j.end"
   done
   want=(); for P in "${PKGS[@]}"; do want+=("$P=$c"); done
   wait_versions "$LA" 240 "${want[@]}"
   wait_versions "$LB" 240 "${want[@]}"
-  afterpub=$(( $(date +%s) - lastpub ))
+  # When each site really had the cycle's version: its workers' last
+  # `finalized ... version=c` line, against the end of the cycle's last
+  # publish (the check above runs only once the broker is back).
+  afterpub=$(python3 - "$c" "$T/cycle$c.ends" "$T"/a[12].log -- "$T"/b1.log <<'PY'
+import datetime, re, sys
+c, ends = sys.argv[1], sys.argv[2]
+last = max(float(x) for x in open(ends).read().split())
+sites, cur = [[]], 0
+for a in sys.argv[3:]:
+    if a == "--":
+        sites.append([])
+    else:
+        sites[-1].append(a)
+worst = 0.0
+for logs in sites:
+    t = 0.0
+    for f in logs:
+        for line in open(f, errors="replace"):
+            if "msg=finalized " in line and re.search(r" version=%s " % c, line):
+                ts = re.search(r"ts=(\S+?)Z", line).group(1)
+                t = max(t, datetime.datetime.fromisoformat(ts).replace(
+                    tzinfo=datetime.timezone.utc).timestamp())
+    worst = max(worst, t - last)
+print("%.1f" % worst)
+PY
+)
   conv+=($((SECONDS - t0))); back+=($((SECONDS - tb))); down+=($((tb - t0)))
   pubc+=($afterpub); updates=$((updates + NP))
-  log "cycle $c: broker $n $what for $((tb - t0)) s (restart included); both sites at version $c $((SECONDS - t0)) s after the fault, $afterpub s after the cycle's last publish, $((SECONDS - tb)) s after the broker's return"
+  log "cycle $c: broker $n $what for $((tb - t0)) s (restart included); both sites at version $c $((SECONDS - t0)) s after the fault, each site had it $afterpub s after the cycle's last publish ended (checked $((SECONDS - tb)) s after the broker's return)"
 done
 for P in "${PKGS[@]}"; do
   assert_same_tree "$T/src/$P/$CYCLES" "$LA/$P/current/"
@@ -89,8 +113,8 @@ assert_finalized_at_most_once "$T"/a[12].log
 assert_finalized_at_most_once "$T"/b1.log
 bad=$(cat "$T"/a[12].log "$T"/b1.log | grep -E 'msg=(rejected|dead-lettered) ' | head -3 || true)
 [ -z "$bad" ] || fail "unexpected: $bad"
-stats() { local x max=0 sum=0; for x in "$@"; do sum=$((sum + x)); [ "$x" -gt $max ] && max=$x; done; echo "max $max s, mean $((sum / $#)) s"; }
-log "soak: $CYCLES cycles, $updates updates to 2 sites; broker down (restart included) $(stats "${down[@]}"); both sites converged after each fault in $(stats "${conv[@]}"), after the cycle's last publish in $(stats "${pubc[@]}"), after the broker's return in $(stats "${back[@]}"); lost 0, downgraded 0, partial 0; publish retries $(grep -c 'msg=publish-retry' "$T/pkgpub.log" || true)"
+stats() { python3 -c 'import sys; v=[float(x) for x in sys.argv[1:]]; print("max %.1f s, mean %.1f s" % (max(v), sum(v) / len(v)))' "$@"; }
+log "soak: $CYCLES cycles, $updates updates to 2 sites; broker down (restart included) $(stats "${down[@]}"); checked converged after each fault in $(stats "${conv[@]}"); each site had the cycle's versions $(stats "${pubc[@]}") after its last publish ended; lost 0, downgraded 0, partial 0; publish retries $(grep -c 'msg=publish-retry' "$T/pkgpub.log" || true)"
 stop_worker a1; stop_worker a2; stop_worker b1
 no_staging_left "$LA"; no_staging_left "$LB"
 log "PASS"
