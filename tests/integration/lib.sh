@@ -610,6 +610,21 @@ reap_stopping() { # [all]: with "all", wait for every stopping worker
   done
   STOPPING=("${keep[@]:-}")
 }
+# storm_action: one storm step on a random slot: a running worker is
+# stopped (the first stop is a kill -9, the second a SIGTERM, then at
+# random: every storm has both, whatever the seed), a stopped one started.
+storm_action() {
+  local i=$((RANDOM % 3 + 1))
+  if [ "${RUNNING[$i]}" = 1 ]; then
+    if [ $KILLS = 0 ] || { [ $TERMS != 0 ] && [ $((RANDOM % 2)) = 0 ]; }; then
+      slot_kill9 $i
+    else
+      slot_term $i
+    fi
+  else
+    slot_start $i
+  fi
+}
 rand_sleep() { # MIN_MS SPREAD_MS
   local ms=$(($1 + RANDOM % $2))
   sleep "$((ms / 1000)).$(printf %03d $((ms % 1000)))"

@@ -56,18 +56,7 @@ while publishing || [ $actions -lt "$MIN_ACTIONS" ]; do
   done
   rand_sleep 100 1500
   reap_stopping
-  i=$((RANDOM % 3 + 1))
-  if [ "${RUNNING[$i]}" = 1 ]; then
-    # The first stop is a kill -9, the second a SIGTERM, then at random:
-    # every storm has both, whatever the seed.
-    if [ $KILLS = 0 ] || { [ $TERMS != 0 ] && [ $((RANDOM % 2)) = 0 ]; }; then
-      slot_kill9 $i
-    else
-      slot_term $i
-    fi
-  else
-    slot_start $i
-  fi
+  storm_action
   actions=$((actions + 1)); last=$(progress)
 done
 reap_stopping all

@@ -56,16 +56,7 @@ while publishing || [ $actions -lt 16 ] || [ -z "$back_at" ]; do
     start_broker "$coord"; back_at=$SECONDS
     log "broker $coord back $((back_at - killed_at)) s after the kill (storm action $actions)"
   fi
-  i=$((RANDOM % 3 + 1))
-  if [ "${RUNNING[$i]}" = 1 ]; then
-    if [ $KILLS = 0 ] || { [ $TERMS != 0 ] && [ $((RANDOM % 2)) = 0 ]; }; then
-      slot_kill9 $i
-    else
-      slot_term $i
-    fi
-  else
-    slot_start $i
-  fi
+  storm_action
   actions=$((actions + 1))
 done
 reap_stopping all
