@@ -458,6 +458,14 @@ kafka_broker_config() {
   kafka_cli kafka-configs --alter --entity-type brokers --entity-default --add-config "$1"
 }
 
+# kafka_client_quota k=v[,k=v...]: a quota for every client of the
+# cluster (entity clients, default), e.g. consumer_byte_rate=N: the
+# brokers then hold each client's fetches to N bytes a second (per
+# broker), the way a slow site's link would. Apache Kafka only.
+kafka_client_quota() {
+  kafka_cli kafka-configs --alter --entity-type clients --entity-default --add-config "$1"
+}
+
 # partition_count TOPIC (Apache Kafka only).
 partition_count() {
   kafka_cli kafka-topics --describe --topic "$1"

@@ -14,9 +14,11 @@ compact_fast pkg.content
 make_random_tree "$T/v1" 1 40
 make_random_tree "$T/v2" 2 40
 publish "$P" 1 "$T/v1" >/dev/null
-# About one part a fetch and one fetch each 500 ms: version 1 takes ~20 s.
-start_worker w1 "$S" "$L" -X fetch.max.bytes=1048576 -X fetch.wait.max.ms=500 \
-  -X fetch.min.bytes=8388608
+# A client quota of 8 MiB/s: a version takes ~5-10 s. (fetch.min.bytes with
+# fetch.wait.max.ms did not slow it: the broker answers a fetch at once
+# while it has data.)
+kafka_client_quota consumer_byte_rate=8388608 >"$T/quota.out"
+start_worker w1 "$S" "$L"
 wait_log w1 "msg=update-started .*package=$P version=1 " 60
 publish "$P" 2 "$T/v2" >"$T/pub2.json"
 grep -q '"parts_tombstoned":[1-9]' "$T/pub2.json" || fail "version 2 tombstoned nothing: $(cat "$T/pub2.json")"

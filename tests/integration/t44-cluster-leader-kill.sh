@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Cluster (issue 16): kill -9 a leader while a big schema v2 update is
 # being fetched, restart it later. On a three-node cluster (replication 3,
-# min ISR 2) a ~64 MiB incompressible update is published; the site reads
-# it slowly (-X fetch.min.bytes/fetch.wait.max.ms: a few parts a second,
-# so the fetch lasts ~10 s). Once the worker has started the update, the
+# min ISR 2) a ~40 MiB incompressible update is published; the site reads
+# it slowly: a client quota (consumer_byte_rate, 2 MiB/s per broker) holds
+# the fetch to ~7 s. (fetch.min.bytes with fetch.wait.max.ms did not: a
+# broker answers a fetch at once while it has data, and the update came
+# in 2 s, sometimes before the kill could land.) Once the worker has started the update, the
 # broker leading the manifest's pkg.updates partition (and a third of
 # pkg.content's partitions, so of the parts still to come) is killed -9;
 # the fetches of those partitions must move to the new leaders (elected
@@ -21,7 +23,7 @@ BROKERS=3
 . "$(dirname "$0")/lib.sh"
 
 P=$(pkg big); S=$(site dp); L=$T/lib
-make_random_tree "$T/src/$P/1" 1 64
+make_random_tree "$T/src/$P/1" 1 40
 make_tree "$T/src/$P/2" 2 40 32
 publish "$P" 1 "$T/src/$P/1" >"$T/pub1.json"
 part=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["partition"]); print(j["parts"], "parts,", j["zsize"], "bytes", file=sys.stderr)' "$T/pub1.json" 2>"$T/pub1.desc")
@@ -44,8 +46,8 @@ done
 make_tree "$T/src/$Q/1" 3 20 16
 
 start_sampler smp "$L" "$T/src" "$P" "$Q"
-start_worker w1 "$S" "$L" -X fetch.min.bytes=8388608 -X fetch.wait.max.ms=400 \
-  -X fetch.max.bytes=1048576
+kafka_client_quota consumer_byte_rate=2097152 >"$T/quota.out"
+start_worker w1 "$S" "$L"
 wait_log w1 "msg=update-started .*package=$P version=1" 90
 sleep 2
 grep -q "msg=finalized .*package=$P version=1 " "$T/w1.log" &&
