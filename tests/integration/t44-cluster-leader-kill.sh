@@ -5,9 +5,10 @@
 # it slowly: a client quota (consumer_byte_rate, 2 MiB/s per broker) holds
 # the fetch to ~7 s. (fetch.min.bytes with fetch.wait.max.ms did not: a
 # broker answers a fetch at once while it has data, and the update came
-# in 2 s, sometimes before the kill could land.) Once the worker has started the update, the
-# broker leading the manifest's pkg.updates partition (and a third of
-# pkg.content's partitions, so of the parts still to come) is killed -9;
+# in 2 s, sometimes before the kill could land.) Once the worker has
+# started the update, the broker leading the manifest's pkg.updates
+# partition (and a third of pkg.content's partitions, so of the parts
+# still to come) is killed -9;
 # the fetches of those partitions must move to the new leaders (elected
 # after the controller notices, broker.session.timeout.ms 9 s), with no
 # part called missing or mismatched. The broker is started again 15 s
