@@ -21,7 +21,8 @@ static void usage(FILE *out)
 {
     fputs(
         "Usage: pkgpub -b BOOTSTRAP -p PACKAGE -V VERSION [OPTIONS] SOURCE\n"
-        "       pkgpub retire -b BOOTSTRAP -p PACKAGE [-t ID] [--json]\n"
+        "       pkgpub retire -b BOOTSTRAP -p PACKAGE [-t ID] [--timeout S] "
+        "[--json]\n"
         "       pkgpub keygen --key-id ID [--dir DIR]\n"
         "\n"
         "Publish VERSION of PACKAGE from SOURCE (a directory or a tar file)\n"
@@ -40,6 +41,11 @@ static void usage(FILE *out)
         "                            pkgpub-HOST-PACKAGE). Schema 2 needs\n"
         "                            one publisher per package: the same id\n"
         "                            everywhere fences a concurrent one\n"
+        "      --timeout SECONDS     how long a step waits for the cluster\n"
+        "                            (metadata, init transactions, the\n"
+        "                            package's newest record, a flush, the\n"
+        "                            commit) before pkgpub gives up: no\n"
+        "                            answer (1..3600, default 30)\n"
         "  transaction.timeout.ms (the coordinator aborts a transaction still\n"
         "  open that long) is sized to the upload: 30 s plus the compressed\n"
         "  size (schema 2: the tar's size, known before sending) at 2 MiB/s,\n"
@@ -97,6 +103,16 @@ static int fail(const char *msg)
     return 2;
 }
 
+/* --timeout SECONDS into milliseconds; 2 (usage) when out of range. */
+static int parse_timeout(const char *arg, int *ms)
+{
+    uint64_t v;
+    if (ds_parse_u64(arg, &v) < 0 || v < 1 || v > 3600)
+        return fail("--timeout: expected seconds, 1..3600");
+    *ms = (int)v * 1000;
+    return 0;
+}
+
 enum {
     OPT_JSON = 256,
     OPT_PROGRESS,
@@ -107,6 +123,7 @@ enum {
     OPT_DIR,
     OPT_SCHEMA,
     OPT_PART_SIZE,
+    OPT_TIMEOUT,
 };
 
 static const char *form_name(int form)
@@ -269,6 +286,7 @@ static int cmd_retire(int argc, char **argv)
         {"bootstrap", required_argument, NULL, 'b'},
         {"package", required_argument, NULL, 'p'},
         {"transactional-id", required_argument, NULL, 't'},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"json", no_argument, NULL, OPT_JSON},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -290,6 +308,9 @@ static int cmd_retire(int argc, char **argv)
             break;
         case 't':
             o.transactional_id = optarg;
+            break;
+        case OPT_TIMEOUT:
+            rc = parse_timeout(optarg, &o.timeout_ms);
             break;
         case OPT_JSON:
             json = 1;
@@ -342,6 +363,7 @@ int main(int argc, char **argv)
         {"key-id", required_argument, NULL, OPT_KEY_ID},
         {"schema", required_argument, NULL, OPT_SCHEMA},
         {"part-size", required_argument, NULL, OPT_PART_SIZE},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -412,6 +434,9 @@ int main(int argc, char **argv)
                 o.schema = optarg[0] - '0';
             else
                 rc = fail("--schema: expected 1 or 2");
+            break;
+        case OPT_TIMEOUT:
+            rc = parse_timeout(optarg, &o.timeout_ms);
             break;
         case OPT_JSON:
             json = 1;

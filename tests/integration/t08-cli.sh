@@ -33,4 +33,11 @@ expect_fail 2 "expected key=value" "$PKGPUB" -b "$B" -X nonsense -p app -V 1 "$T
 start=$(date +%s)
 expect_fail 3 "broker|metadata|transport|timed out" "$DESPOOLER" lag -b 127.0.0.1:1 --site s1
 [ $(( $(date +%s) - start )) -le 20 ] || fail "lag took too long to give up"
+# pkgpub's --timeout bounds each step: a 2 s timeout gives up on an
+# unreachable broker well before the default's 30 s.
+expect_fail 2 "--timeout: expected" "$PKGPUB" --timeout 0 -b "$B" -p app -V 1 "$T"
+expect_fail 2 "--timeout: expected" "$PKGPUB" retire --timeout 1h -b "$B" -p app
+start=$(date +%s)
+expect_fail 1 "metadata|transport|no answer" "$PKGPUB" --timeout 2 -b 127.0.0.1:1 -p app -V 1 --no-progress "$T"
+[ $(( $(date +%s) - start )) -le 15 ] || fail "pkgpub --timeout 2 took $(( $(date +%s) - start )) s to give up"
 log "PASS"
