@@ -216,22 +216,3 @@ out:
     close(fd);
     return rc;
 }
-
-int ds_parse_u64(const char *s, uint64_t *out)
-{
-    /* strtoull would accept leading space, '+', '-' (wrapping) and stop at
-     * junk; a version number or an option value must be all digits. */
-    if (s == NULL || s[0] == '\0')
-        return -EINVAL;
-    uint64_t v = 0;
-    for (const char *p = s; *p != '\0'; p++) {
-        if (*p < '0' || *p > '9')
-            return -EINVAL;
-        unsigned d = (unsigned)(*p - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -ERANGE;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}

@@ -30,7 +30,4 @@ int ds_mkdir_p(const char *path, ds_err *err);
 /* Read a whole (small) file into a malloc'd NUL-terminated buffer. */
 int ds_read_file(const char *path, char **out, size_t *len, ds_err *err);
 
-/* Parse a decimal uint64 that fills the whole string; 0 on success. */
-int ds_parse_u64(const char *s, uint64_t *out);
-
 #endif

@@ -75,10 +75,11 @@ int ds_kconf_add(ds_kconf *kc, const char *kv, ds_err *err)
 {
     const char *eq = strchr(kv, '=');
     if (eq == NULL || eq == kv)
+        /* Not echoed: a mistyped -X may hold a password. */
         return ds_err_set(err, -EINVAL, "usage",
-                          "-X %s: expected key=value (e.g. -X "
-                          "security.protocol=SSL)",
-                          kv);
+                          "-X: expected key=value (e.g. -X "
+                          "security.protocol=SSL), got %s",
+                          eq == kv ? "no key before '='" : "no '='");
     return push_kv(kc, kv, (size_t)(eq - kv), eq + 1, err);
 }
 
@@ -145,14 +146,34 @@ void ds_kconf_free(ds_kconf *kc)
     memset(kc, 0, sizeof(*kc));
 }
 
+/* librdkafka's message with every copy of value replaced by "***": a
+ * setting's value may be a password (sasl.password, ssl.key.password), and
+ * errors go to logs and terminals. */
+static void redact(char *out, size_t n, const char *msg, const char *value)
+{
+    size_t vlen = strlen(value), o = 0;
+    while (*msg != '\0' && o + 1 < n) {
+        if (vlen > 0 && strncmp(msg, value, vlen) == 0) {
+            for (const char *r = "***"; *r != '\0' && o + 1 < n; r++)
+                out[o++] = *r;
+            msg += vlen;
+        } else {
+            out[o++] = *msg++;
+        }
+    }
+    out[o] = '\0';
+}
+
 int ds_kconf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
                  ds_err *err)
 {
-    char errstr[512];
+    char errstr[512], shown[512];
     if (rd_kafka_conf_set(conf, key, value, errstr, sizeof(errstr)) !=
-        RD_KAFKA_CONF_OK)
-        return ds_err_set(err, -EINVAL, "usage", "kafka setting %s=%s: %s", key,
-                          value, errstr);
+        RD_KAFKA_CONF_OK) {
+        redact(shown, sizeof(shown), errstr, value);
+        return ds_err_set(err, -EINVAL, "usage",
+                          "kafka setting %s (value not shown): %s", key, shown);
+    }
     return 0;
 }
 

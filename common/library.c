@@ -43,6 +43,7 @@
 #include "fsutil.h"
 #include "groupsync.h"
 #include "log.h"
+#include "numparse.h"
 
 #define NAME_MAX_TAG     128
 #define VERSION_NAME_MAX 21 /* UINT64_MAX has 20 digits */

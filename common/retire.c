@@ -42,6 +42,7 @@
 #include "library.h"
 #include "library_int.h"
 #include "log.h"
+#include "numparse.h"
 
 #define TMP_SUFFIX ".tmp"
 #define TRASH      "trash"

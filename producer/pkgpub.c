@@ -16,6 +16,7 @@
 #include "log.h"
 #include "publish.h"
 #include "sign.h"
+#include "numparse.h"
 
 static void usage(FILE *out)
 {
@@ -374,10 +375,19 @@ int main(int argc, char **argv)
                rd_kafka_version_str());
         return 0;
     }
-    if (argc > 1 && strcmp(argv[1], "keygen") == 0)
+    /* getopt's messages name the program (argv[0] may be a path) and
+     * the command: "pkgpub retire: unrecognized option ...". */
+    char prog[] = "pkgpub", keygen[] = "pkgpub keygen",
+         retire[] = "pkgpub retire";
+    argv[0] = prog;
+    if (argc > 1 && strcmp(argv[1], "keygen") == 0) {
+        argv[1] = keygen;
         return cmd_keygen(argc - 1, argv + 1);
-    if (argc > 1 && strcmp(argv[1], "retire") == 0)
+    }
+    if (argc > 1 && strcmp(argv[1], "retire") == 0) {
+        argv[1] = retire;
         return cmd_retire(argc - 1, argv + 1);
+    }
     ds_kconf kc = {0};
     const char *sign_key = NULL, *key_id = NULL;
     ds_signer *signer = NULL;

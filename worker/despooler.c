@@ -22,6 +22,7 @@
 #include "progress.h"
 #include "status.h"
 #include "worker.h"
+#include "numparse.h"
 
 static volatile sig_atomic_t stop_flag;
 
@@ -147,7 +148,8 @@ static void usage_lag(FILE *out)
         "  -h, --help                this text\n"
         "\n"
         "Exit: 0 OK, 1 warning (or WARN), 2 critical (or ERR), 3 broker\n"
-        "unreachable. With --watch, the exit code is the last sample's.\n",
+        "unreachable or a usage error (UNKNOWN). With --watch, the exit\n"
+        "code is the last sample's.\n",
         out);
 }
 
@@ -327,11 +329,13 @@ static int cmd_run(int argc, char **argv)
             o.keep_versions = (unsigned)v;
             break;
         case OPT_INCOMPLETE: {
-            char *end;
-            double secs = strtod(optarg, &end);
-            if (*end != '\0' || secs <= 0 || secs > 86400 * 30)
-                rc = fail("run", "--incomplete-timeout: expected seconds > 0");
-            o.incomplete_timeout_ms = (uint64_t)(secs * 1000);
+            double secs;
+            if (ds_parse_decimal(optarg, &secs) < 0 || secs <= 0 ||
+                secs > 86400 * 30)
+                rc = fail("run", "--incomplete-timeout: expected seconds > 0 "
+                                 "(at most 30 days)");
+            else
+                o.incomplete_timeout_ms = (uint64_t)(secs * 1000);
             break;
         }
         case OPT_MAX_SIZE:
@@ -388,8 +392,12 @@ static int cmd_run(int argc, char **argv)
     if (rc == 0) {
         ds_err err;
         install_signals();
-        if (ds_worker_run(&o, &err) < 0)
-            rc = fail("run", err.msg), rc = 1;
+        /* A setting librdkafka refused (-X, -F), a bad --metrics address
+         * or --trusted-keys directory: usage errors too. */
+        if (ds_worker_run(&o, &err) < 0) {
+            fail("run", err.msg);
+            rc = strcmp(err.reason, "usage") == 0 ? 2 : 1;
+        }
     }
     ds_kconf_free(&kc);
     return rc;
@@ -568,7 +576,6 @@ static int cmd_lag(int argc, char **argv)
     };
     int opt, rc = 0;
     uint64_t v;
-    char *end;
     while (rc == 0 &&
            (opt = getopt_long(argc, argv, "b:X:F:s:h", opts, NULL)) != -1) {
         if (kafka_opt(opt, "lag", &kc, &rc))
@@ -597,14 +604,13 @@ static int cmd_lag(int argc, char **argv)
             *(opt == OPT_WARN_LAG ? &c.warn : &c.crit) = (long long)v;
             break;
         case OPT_MAX_TIME_LAG:
-            c.max_time_lag = strtod(optarg, &end);
-            if (*end != '\0' || c.max_time_lag < 0)
+            if (ds_parse_decimal(optarg, &c.max_time_lag) < 0)
                 rc = fail("lag", "--max-time-lag: expected seconds");
             break;
         case OPT_WATCH:
-            c.watch = strtod(optarg, &end);
-            if (*end != '\0' || c.watch < 0.2 || c.watch > 86400)
-                rc = fail("lag", "--watch: expected seconds >= 0.2");
+            if (ds_parse_decimal(optarg, &c.watch) < 0 || c.watch < 0.2 ||
+                c.watch > 86400)
+                rc = fail("lag", "--watch: expected seconds, 0.2 .. 86400");
             break;
         case OPT_WINDOW_SAMPLES:
             if (ds_parse_u64(optarg, &v) < 0 || v < 2 || v > 10000)
@@ -612,8 +618,8 @@ static int cmd_lag(int argc, char **argv)
             c.window = (int)v;
             break;
         case OPT_STOP_AFTER:
-            c.stop_after = strtod(optarg, &end);
-            if (*end != '\0' || c.stop_after <= 0)
+            if (ds_parse_decimal(optarg, &c.stop_after) < 0 ||
+                c.stop_after <= 0)
                 rc = fail("lag", "--stop-after: expected seconds > 0");
             break;
         case OPT_COUNT:
@@ -642,6 +648,10 @@ static int cmd_lag(int argc, char **argv)
         rc = fail("lag", "--count, --window and --stop-after need --watch");
     if (rc == 0 && kc.bootstrap == NULL)
         rc = fail("lag", "-b BOOTSTRAP is required (host:port or @FILE)");
+    /* A usage error is UNKNOWN (3) here, as monitoring plugins expect, so
+     * that a typo in a check's command line never reads as CRITICAL. */
+    if (rc == 2)
+        rc = 3;
     if (rc == 0)
         rc = lag_run(&c);
     ds_kconf_free(&kc);
@@ -763,9 +773,13 @@ int main(int argc, char **argv)
                rd_kafka_version_str());
         return 0;
     }
-    /* getopt sees the command's own argv, with the command as argv[0]. */
+    /* getopt sees the command's own argv, with "despooler COMMAND" as
+     * argv[0]: its messages name the program and the command. */
+    char prog[64];
+    snprintf(prog, sizeof(prog), "despooler %s", cmd);
     argc--;
     argv++;
+    argv[0] = prog;
     if (strcmp(cmd, "run") == 0)
         return cmd_run(argc, argv);
     if (strcmp(cmd, "lag") == 0)

@@ -33,6 +33,35 @@ expect_fail 2 "expected key=value" "$PKGPUB" -b "$B" -X nonsense -p app -V 1 "$T
 start=$(date +%s)
 expect_fail 3 "broker|metadata|transport|timed out" "$DESPOOLER" lag -b 127.0.0.1:1 --site s1
 [ $(( $(date +%s) - start )) -le 20 ] || fail "lag took too long to give up"
+# Bad-flag messages name the program and the command.
+expect_fail 2 "^despooler run: unrecognized option" "$DESPOOLER" run --bogus
+expect_fail 2 "^pkgpub: unrecognized option" "$PKGPUB" --bogus
+expect_fail 2 "^pkgpub retire: unrecognized option" "$PKGPUB" retire --bogus
+# lag's usage errors exit 3 (UNKNOWN, as monitoring plugins expect), never
+# 2 (CRITICAL).
+expect_fail 3 "^despooler lag: unrecognized option" "$DESPOOLER" lag --bogus
+expect_fail 3 "site SITE or --all-sites" "$DESPOOLER" lag -b "$B"
+expect_fail 3 "^despooler lag: --watch: expected" "$DESPOOLER" lag -b "$B" --site s1 --watch nan
+# Numbers are parsed strictly: nothing that strtod would half-read.
+for n in nan inf "" " 5" 1e3 0x10 -1 5s; do
+  expect_fail 3 "max-time-lag: expected" "$DESPOOLER" lag -b "$B" --site s1 --max-time-lag "$n"
+  expect_fail 2 "incomplete-timeout: expected" "$DESPOOLER" run -b "$B" --site s1 --library "$T/l" --incomplete-timeout "$n"
+  expect_fail 2 "keep-versions: expected" "$DESPOOLER" run -b "$B" --site s1 --library "$T/l" --keep-versions "$n"
+  expect_fail 2 "level: expected" "$PKGPUB" -b "$B" -p app -V 1 -L "$n" "$T"
+done
+# A mistyped -X key, or a value librdkafka refuses, never echoes the value:
+# it may be a password.
+secret=Hunter2-$RUN
+mkdir -p "$T/one"; echo one >"$T/one/f"
+for x in "sasl.pasword=$secret" "enable.auto.commit=$secret" "nokeyvalue$secret"; do
+  for c in "$DESPOOLER run -b $B --site s1 --library $T/l" "$PKGPUB -b $B -p app -V 1 $T/one"; do
+    rc=0; out=$($c -X "$x" 2>&1) || rc=$?
+    [ $rc = 2 ] || [ $rc = 1 ] || fail "'$c -X ...' exited $rc"
+    grep -qiE "kafka setting|expected key=value" <<<"$out" || fail "'$c -X $x' did not name the setting: $out"
+    ! grep -q "$secret" <<<"$out" || fail "'$c -X $x' echoed the value: $out"
+  done
+done
+expect_fail 2 "kafka setting enable.auto.commit" "$DESPOOLER" run -b "$B" --site s1 --library "$T/l" -X enable.auto.commit=maybe
 # pkgpub's --timeout bounds each step: a 2 s timeout gives up on an
 # unreachable broker well before the default's 30 s.
 expect_fail 2 "--timeout: expected" "$PKGPUB" --timeout 0 -b "$B" -p app -V 1 "$T"

@@ -20,6 +20,7 @@
 
 #include "fsutil.h"
 #include "library.h"
+#include "numparse.h"
 
 #define PKG "app"
 
