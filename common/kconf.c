@@ -187,11 +187,15 @@ void ds_kconf_log(const rd_kafka_t *rk, int level, const char *fac,
     if (strcmp(fac, "FAIL") == 0)
         return;
     char q[1024];
+    /* librdkafka's syslog levels: 7 debug, 6 and 5 info, 4 warn, <= 3
+     * error; ds_log drops those above --log-level. */
     ds_log(level <= 3   ? "error"
            : level == 4 ? "warn"
+           : level >= 7 ? "debug"
                         : "info",
-           "kafka-log", "client=%s facility=%s detail=%s", rd_kafka_name(rk),
-           fac, ds_log_quote(q, sizeof(q), buf));
+           "kafka-log", "client=%s facility=%s detail=%s",
+           DS_LV(rd_kafka_name(rk)), DS_LV(fac),
+           ds_log_quote(q, sizeof(q), buf));
 }
 
 void ds_kconf_log_error(rd_kafka_t *rk, int err, const char *reason,
@@ -200,7 +204,7 @@ void ds_kconf_log_error(rd_kafka_t *rk, int err, const char *reason,
     (void)opaque;
     char q[1024];
     ds_log(err == RD_KAFKA_RESP_ERR__FATAL ? "error" : "warn", "kafka-error",
-           "client=%s error=%s detail=%s", rd_kafka_name(rk),
+           "client=%s error=%s detail=%s", DS_LV(rd_kafka_name(rk)),
            rd_kafka_err2name((rd_kafka_resp_err_t)err),
            ds_log_quote(q, sizeof(q), reason));
 }

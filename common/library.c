@@ -1091,13 +1091,14 @@ static void cleanup_failed(const char *pkg, const ds_err *perr)
 static int refuse(ds_library *lib, const char *pkg, const ds_err *perr,
                   ds_err *err)
 {
-    char q[DS_ERRMSG_MAX + 16];
+    char q[DS_ERRMSG_MAX + 16], path[PATH_MAX + 256];
+    snprintf(path, sizeof(path), "%s/%s", lib->root, pkg);
     ds_warn("package-refused",
-            "package=%s path=%s/%s error=%s note=\"the other packages are "
+            "package=%s path=%s error=%s note=\"the other packages are "
             "served; updates of this one fail with a local error (retried, "
             "later events of its partition wait) until the path is fixed; no "
             "restart needed\"",
-            pkg, lib->root, pkg, ds_log_quote(q, sizeof(q), perr->msg));
+            pkg, DS_LV(path), ds_log_quote(q, sizeof(q), perr->msg));
     struct refusal *nr =
         realloc(lib->refused, (lib->nrefused + 1) * sizeof(*nr));
     if (nr == NULL)
@@ -1163,7 +1164,7 @@ static int cleanup_package(ds_library *lib, const char *pkg, unsigned *removed,
                 "package=%s path=%s was=%s note=\"not a directory, so no "
                 "work in progress: removed (its target, if a symlink, is "
                 "untouched); the package is served\"",
-                pkg, shown, ds_log_quote(q, sizeof(q), kind));
+                pkg, DS_LV(shown), ds_log_quote(q, sizeof(q), kind));
     }
     /* The rest as updates need it (the check ds_library_current makes
      * before every update). */
@@ -1234,7 +1235,8 @@ static int cleanup_package(ds_library *lib, const char *pkg, unsigned *removed,
             cleanup_failed(pkg, &perr);
             continue;
         }
-        ds_info("staging-removed", "package=%s entry=%s", pkg, de->d_name);
+        ds_info("staging-removed", "package=%s entry=%s", pkg,
+                DS_LV(de->d_name));
         (*removed)++;
     }
     if (lrc < 0)

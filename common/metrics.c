@@ -11,6 +11,7 @@
  * _count.
  */
 #include "metrics.h"
+#include "procstat.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -260,6 +261,12 @@ static void put_header(FILE *f, const char *name, const char *help,
 
 static void render_locked(ds_metrics *m, FILE *f)
 {
+    put_header(f, "despool_build_info",
+               "The program's version (CMake project VERSION; constant 1).",
+               "gauge");
+    fputs("despool_build_info{version=\"", f);
+    put_label_value(f, DESPOOL_VERSION);
+    fputs("\"} 1\n", f);
     put_header(f, "despool_worker_info", "The worker's site (constant 1).",
                "gauge");
     fputs("despool_worker_info{site=\"", f);
@@ -317,12 +324,18 @@ int ds_metrics_render(ds_metrics *m, char **text, size_t *len, ds_err *err)
 {
     char *buf = NULL;
     size_t n = 0;
+    /* The process_* series are read fresh from /proc, outside the lock. */
+    ds_procstat ps;
+    int rc = ds_procstat_read(&ps, err);
+    if (rc < 0)
+        return rc;
     FILE *f = open_memstream(&buf, &n);
     if (f == NULL)
         return ds_err_sys(err, "internal", "metrics: open_memstream");
     pthread_mutex_lock(&m->mu);
     render_locked(m, f);
     pthread_mutex_unlock(&m->mu);
+    ds_procstat_render(&ps, f);
     if (fclose(f) != 0) {
         free(buf);
         return ds_err_sys(err, "internal", "metrics: render");

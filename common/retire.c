@@ -380,6 +380,8 @@ void ds_lib_retire_sweep_trash(ds_library *lib)
     struct dirent *de;
     while ((de = ds_lib_next_entry(d, shown, &rc, &e)) != NULL) {
         int live = 0;
+        char path[sizeof(shown) + 258];
+        snprintf(path, sizeof(path), "%s/%s", shown, de->d_name);
         /* <token>-<pkg>-<inode>; other names are nobody's. */
         if (strlen(de->d_name) > TOKEN_LEN + 1 &&
             de->d_name[TOKEN_LEN] == '-' &&
@@ -389,7 +391,7 @@ void ds_lib_retire_sweep_trash(ds_library *lib)
             live = ds_lib_token_live(lib, tok, &e);
         }
         if (live < 0) { /* not known dead: keep it */
-            ds_warn("cleanup-failed", "path=%s/%s error=%s", shown, de->d_name,
+            ds_warn("cleanup-failed", "path=%s error=%s", DS_LV(path),
                     ds_log_quote(q, sizeof(q), e.msg));
             continue;
         }
@@ -397,19 +399,19 @@ void ds_lib_retire_sweep_trash(ds_library *lib)
             continue; /* a live worker is deleting it */
         if (ds_lib_rm_in(shown, trashfd, de->d_name, &e) < 0) {
             ds_warn("cleanup-failed",
-                    "path=%s/%s error=%s note=\"a removed package's tree; "
+                    "path=%s error=%s note=\"a removed package's tree; "
                     "only space is wasted, the next start-up tries again\"",
-                    shown, de->d_name, ds_log_quote(q, sizeof(q), e.msg));
+                    DS_LV(path), ds_log_quote(q, sizeof(q), e.msg));
             continue;
         }
-        ds_info("trash-removed", "path=%s/%s", shown, de->d_name);
+        ds_info("trash-removed", "path=%s", DS_LV(path));
     }
 out:
     if (rc < 0)
         ds_warn("cleanup-failed",
                 "path=%s error=%s note=\"removed packages' trees may be left "
                 "there; only space is wasted\"",
-                shown, ds_log_quote(q, sizeof(q), e.msg));
+                DS_LV(shown), ds_log_quote(q, sizeof(q), e.msg));
     if (d != NULL)
         closedir(d);
     ds_lib_close_fd(trashfd);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "fsutil.h"
+#include "jsonout.h"
 #include "kconf.h"
 #include "log.h"
 #include "publish.h"
@@ -85,6 +86,7 @@ static void usage(FILE *out)
         "      --json                print one JSON object\n"
         "      --progress            progress bar even when not a terminal\n"
         "      --no-progress         never a progress bar\n"
+        "      --log-level LEVEL     error, warn, info (default) or debug\n"
         "  -h, --help                this text\n"
         "      --version             (alone) print pkgpub's version\n"
         "\n"
@@ -125,7 +127,17 @@ enum {
     OPT_SCHEMA,
     OPT_PART_SIZE,
     OPT_TIMEOUT,
+    OPT_LOG_LEVEL,
 };
+
+/* --log-level LEVEL: DESPOOL_LOG_LEVEL for ds_log (log.h), set while
+ * parsing, before any thread starts. Returns 0 or 2 (usage). */
+static int log_level_opt(const char *level)
+{
+    if (ds_log_level_set(level) < 0)
+        return fail("--log-level: expected error, warn, info or debug");
+    return 0;
+}
 
 static const char *form_name(int form)
 {
@@ -171,36 +183,64 @@ static void print_human(const ds_publish_opts *o, const ds_publish_result *r)
     printf("  txn timeout %d ms\n", r->txn_timeout_ms);
 }
 
-static void print_json(const ds_publish_opts *o, const ds_publish_result *r)
+/* The publish result as one JSON object (keys in the documented order). */
+static int print_json(const ds_publish_opts *o, const ds_publish_result *r)
 {
     char id[2 * DS_UPDATE_ID_LEN + 1], sha[2 * DS_SHA256_LEN + 1];
-    printf("{\"package\":\"%s\",\"version\":%" PRIu64 ",\"update_id\":\"%s\","
-           "\"files\":%" PRIu64 ",\"size\":%" PRIu64 ",\"zsize\":%" PRIu64
-           ",\"chunks\":%" PRIu32 ",\"topic\":\"%s\",\"partition\":%" PRId32
-           ",\"first_offset\":%" PRId64 ",\"last_offset\":%" PRId64
-           ",\"sha256\":\"%s\",\"transactional_id\":\"%s\","
-           "\"transaction_timeout_ms\":%d,"
-           "\"pack_seconds\":%.3f,\"send_seconds\":%.3f",
-           o->package, o->version, ds_hex(id, r->update_id, DS_UPDATE_ID_LEN),
-           r->st.files, r->st.size, r->st.zsize, r->chunks, DS_TOPIC_UPDATES,
-           r->partition, r->first_offset, r->last_offset,
-           ds_hex(sha, r->st.sha256, DS_SHA256_LEN), r->transactional_id,
-           r->txn_timeout_ms, r->pack_secs, r->send_secs);
+    json_t *j = json_object();
+    if (j == NULL)
+        return -1;
+    int e = 0;
+    e |= json_object_set_new(j, "package", ds_json_text(o->package));
+    e |=
+        json_object_set_new(j, "version", json_integer((json_int_t)o->version));
+    e |= json_object_set_new(
+        j, "update_id",
+        json_string(ds_hex(id, r->update_id, DS_UPDATE_ID_LEN)));
+    e |= json_object_set_new(j, "files", json_integer((json_int_t)r->st.files));
+    e |= json_object_set_new(j, "size", json_integer((json_int_t)r->st.size));
+    e |= json_object_set_new(j, "zsize", json_integer((json_int_t)r->st.zsize));
+    e |= json_object_set_new(j, "chunks", json_integer(r->chunks));
+    e |= json_object_set_new(j, "topic", json_string(DS_TOPIC_UPDATES));
+    e |= json_object_set_new(j, "partition", json_integer(r->partition));
+    e |= json_object_set_new(j, "first_offset", json_integer(r->first_offset));
+    e |= json_object_set_new(j, "last_offset", json_integer(r->last_offset));
+    e |= json_object_set_new(
+        j, "sha256", json_string(ds_hex(sha, r->st.sha256, DS_SHA256_LEN)));
+    e |= json_object_set_new(j, "transactional_id",
+                             ds_json_text(r->transactional_id));
+    e |= json_object_set_new(j, "transaction_timeout_ms",
+                             json_integer(r->txn_timeout_ms));
+    e |= json_object_set_new(j, "pack_seconds", ds_json_secs(r->pack_secs));
+    e |= json_object_set_new(j, "send_seconds", ds_json_secs(r->send_secs));
     if (r->signed_by[0] != '\0') {
         char sig[2 * DS_SIG_LEN + 1];
-        printf(",\"key_id\":\"%s\",\"sig\":\"%s\"", r->signed_by,
-               ds_hex(sig, r->sig, DS_SIG_LEN));
+        e |= json_object_set_new(j, "key_id", ds_json_text(r->signed_by));
+        e |= json_object_set_new(j, "sig",
+                                 json_string(ds_hex(sig, r->sig, DS_SIG_LEN)));
     }
-    printf(",\"schema\":%d", r->schema);
-    if (r->schema == 2)
-        printf(",\"form\":\"%s\",\"parts\":%" PRIu64 ",\"parts_sent\":%" PRIu64
-               ",\"parts_reused\":%" PRIu64 ",\"parts_tombstoned\":%" PRIu64
-               ",\"index_parts\":%" PRIu64 ",\"content_bytes\":%" PRIu64
-               ",\"attempts\":%d",
-               form_name(r->form), r->parts, r->parts_sent, r->parts_reused,
-               r->parts_tombstoned, r->index_parts, r->content_bytes,
-               r->attempts);
-    printf("}\n");
+    e |= json_object_set_new(j, "schema", json_integer(r->schema));
+    if (r->schema == 2) {
+        e |= json_object_set_new(j, "form", json_string(form_name(r->form)));
+        e |=
+            json_object_set_new(j, "parts", json_integer((json_int_t)r->parts));
+        e |= json_object_set_new(j, "parts_sent",
+                                 json_integer((json_int_t)r->parts_sent));
+        e |= json_object_set_new(j, "parts_reused",
+                                 json_integer((json_int_t)r->parts_reused));
+        e |= json_object_set_new(j, "parts_tombstoned",
+                                 json_integer((json_int_t)r->parts_tombstoned));
+        e |= json_object_set_new(j, "index_parts",
+                                 json_integer((json_int_t)r->index_parts));
+        e |= json_object_set_new(j, "content_bytes",
+                                 json_integer((json_int_t)r->content_bytes));
+        e |= json_object_set_new(j, "attempts", json_integer(r->attempts));
+    }
+    if (e != 0) {
+        json_decref(j);
+        return -1;
+    }
+    return ds_json_print(j, 1);
 }
 
 /* pkgpub keygen --key-id ID [--dir DIR] */
@@ -246,19 +286,28 @@ static int cmd_keygen(int argc, char **argv)
     return 0;
 }
 
-static void print_retire(const ds_publish_opts *o, const ds_retire_result *r,
-                         int json)
+static int print_retire(const ds_publish_opts *o, const ds_retire_result *r,
+                        int json)
 {
     if (json) {
-        printf(
-            "{\"package\":\"%s\",\"retired\":%s,\"parts_tombstoned\":%" PRIu64
-            ",\"partition\":%" PRId32 ",\"offset\":%" PRId64,
-            o->package, r->retired ? "true" : "false", r->parts_tombstoned,
-            r->partition, r->offset);
+        json_t *j = json_object();
+        int e = 0;
+        e |= json_object_set_new(j, "package", ds_json_text(o->package));
+        e |= json_object_set_new(j, "retired", json_boolean(r->retired));
+        e |= json_object_set_new(j, "parts_tombstoned",
+                                 json_integer((json_int_t)r->parts_tombstoned));
+        e |= json_object_set_new(j, "partition", json_integer(r->partition));
+        e |= json_object_set_new(j, "offset", json_integer(r->offset));
         if (r->nothing != NULL)
-            printf(",\"nothing_to_do\":\"%s\"", r->nothing);
-        printf(",\"transactional_id\":\"%s\"}\n", r->transactional_id);
-        return;
+            e |= json_object_set_new(j, "nothing_to_do",
+                                     ds_json_text(r->nothing));
+        e |= json_object_set_new(j, "transactional_id",
+                                 ds_json_text(r->transactional_id));
+        if (e) {
+            json_decref(j);
+            return -1;
+        }
+        return ds_json_print(j, 1);
     }
     if (!r->retired) {
         if (r->offset >= 0)
@@ -269,7 +318,7 @@ static void print_retire(const ds_publish_opts *o, const ds_retire_result *r,
             printf("%s: no record on %s (partition %" PRId32
                    "): nothing to do\n",
                    o->package, DS_TOPIC_UPDATES, r->partition);
-        return;
+        return 0;
     }
     printf("retired %s\n", o->package);
     printf("  tombstone   %s partition %" PRId32 " offset %" PRId64 "\n",
@@ -278,6 +327,7 @@ static void print_retire(const ds_publish_opts *o, const ds_retire_result *r,
            DS_TOPIC_CONTENT);
     if (r->version > 0)
         printf("  was version %" PRIu64 "\n", r->version);
+    return 0;
 }
 
 /* pkgpub retire -b B -p PACKAGE [-t ID] [-X ..] [-F ..] [--json] */
@@ -289,6 +339,7 @@ static int cmd_retire(int argc, char **argv)
         {"transactional-id", required_argument, NULL, 't'},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"json", no_argument, NULL, OPT_JSON},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -316,6 +367,9 @@ static int cmd_retire(int argc, char **argv)
         case OPT_JSON:
             json = 1;
             break;
+        case OPT_LOG_LEVEL:
+            rc = log_level_opt(optarg);
+            break;
         case 'h':
             usage(stdout);
             ds_kconf_free(&kc);
@@ -339,8 +393,12 @@ static int cmd_retire(int argc, char **argv)
             if (r.hint[0] != '\0')
                 fprintf(stderr, "pkgpub: %s\n", r.hint);
             rc = 1;
-        } else {
-            print_retire(&o, &r, json);
+        } else if (print_retire(&o, &r, json) < 0) {
+            fprintf(stderr,
+                    "pkgpub: retire %s: writing the JSON result "
+                    "failed (out of memory)\n",
+                    o.package);
+            rc = 1;
         }
     }
     ds_kconf_free(&kc);
@@ -365,6 +423,7 @@ int main(int argc, char **argv)
         {"schema", required_argument, NULL, OPT_SCHEMA},
         {"part-size", required_argument, NULL, OPT_PART_SIZE},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -463,6 +522,9 @@ int main(int argc, char **argv)
         case OPT_KEY_ID:
             key_id = optarg;
             break;
+        case OPT_LOG_LEVEL:
+            rc = log_level_opt(optarg);
+            break;
         case 'h':
             usage(stdout);
             ds_kconf_free(&kc);
@@ -505,9 +567,13 @@ int main(int argc, char **argv)
             if (r.hint[0] != '\0')
                 fprintf(stderr, "pkgpub: %s\n", r.hint);
             rc = 1;
-        } else if (json) {
-            print_json(&o, &r);
-        } else {
+        } else if (json && print_json(&o, &r) < 0) {
+            fprintf(stderr,
+                    "pkgpub: publish %s version %" PRIu64 ": writing the JSON "
+                    "result failed (out of memory)\n",
+                    o.package, o.version);
+            rc = 1;
+        } else if (!json) {
             print_human(&o, &r);
         }
     }

@@ -48,6 +48,11 @@ int ds_publish(const ds_publish_opts *o, ds_publish_result *r, ds_err *err)
         snprintf(r->transactional_id, sizeof(r->transactional_id),
                  "pkgpub-%s-%s", host, o->package);
     }
+    ds_info("publish-started",
+            "package=%s version=%" PRIu64 " schema=%d source=%s "
+            "transactional_id=%s",
+            o->package, o->version, o->schema, DS_LV(o->source),
+            DS_LV(r->transactional_id));
     if (o->schema == 1)
         return ds_publish_v1(o, r, err);
     /* A transaction a failover aborted (nothing of it visible) is run

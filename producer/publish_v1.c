@@ -400,7 +400,8 @@ int ds_publish_v1(const ds_publish_opts *o, ds_publish_result *r, ds_err *err)
         ds_info("producer-resized",
                 "transactional_id=%s transaction_timeout_ms=%d zsize=%" PRIu64
                 " took_ms=%" PRIu64,
-                t.id, t.timeout_ms, r->st.zsize, ds_mono_ms() - t_resize);
+                DS_LV(t.id), t.timeout_ms, r->st.zsize,
+                ds_mono_ms() - t_resize);
     }
 
     t0 = ds_mono_ms();

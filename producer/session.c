@@ -81,10 +81,10 @@ int ds_session_open(ds_session *s, uint64_t upload_bound, ds_txn_dr_fn dr,
         return rc;
     s->t.partition = s->prev.partition;
     ds_info("previous-record",
-            "package=%s partition=%d offset=%" PRId64 " kind=\"%s\" "
+            "package=%s partition=%d offset=%" PRId64 " kind=%s "
             "version=%" PRIu64 " parts=%zu index_parts=%zu",
             s->t.package, (int)s->prev.partition, s->prev.offset,
-            ds_prev_describe(&s->prev), s->prev.version, s->prev.nparts,
+            DS_LV(ds_prev_describe(&s->prev)), s->prev.version, s->prev.nparts,
             s->prev.nindex);
     return 0;
 }

@@ -294,7 +294,8 @@ static txn_class txn_end(ds_txn *t, int commit, uint64_t deadline, char *why,
             char q[600];
             ds_warn("transaction-retry",
                     "transactional_id=%s step=%s wait_s=%" PRIu64 " why=%s",
-                    t->id, what, left / 1000, ds_log_quote(q, sizeof(q), why));
+                    DS_LV(t->id), DS_LV(what), left / 1000,
+                    ds_log_quote(q, sizeof(q), why));
         }
     }
 }

@@ -147,7 +147,7 @@ static int produce_dead(worker *w, const rd_kafka_message_t *m, unsigned gen,
     ds_metrics_add_label(w->met, DS_L_DEAD, reason, 1);
     ds_warn("dead-lettered",
             "site=%s partition=%d offset=%lld reason=%s detail=%s", w->o->site,
-            (int)m->partition, (long long)m->offset, reason,
+            (int)m->partition, (long long)m->offset, DS_LV(reason),
             ds_log_quote(q, sizeof(q), detail));
     return 0;
 }
@@ -166,7 +166,7 @@ void dead_letter(worker *w, const rd_kafka_message_t *m, const flight *in,
     ds_info("dead-letter-deferred",
             "site=%s partition=%d offset=%lld reason=%s "
             "note=\"producer queue full; re-read and retried\"",
-            w->o->site, (int)m->partition, (long long)m->offset, reason);
+            w->o->site, (int)m->partition, (long long)m->offset, DS_LV(reason));
     queue_job(w, m->partition, p->gen, m->offset, uid, reason, detail);
 }
 
@@ -206,9 +206,9 @@ static void fail_jobs(worker *w, int32_t partition, unsigned gen,
     }
     ds_metrics_add_label(w->met, DS_L_ERRORS, "dead-letter", 1);
     ds_error("dead-letter-failed",
-             "site=%s partition=%d offset=%lld events=%u error=\"%s\" "
+             "site=%s partition=%d offset=%lld events=%u error=%s "
              "note=\"not committed; the partition rewinds and retries\"",
-             w->o->site, (int)partition, (long long)first, n, why);
+             w->o->site, (int)partition, (long long)first, n, DS_LV(why));
     request_rewind(w, partition, gen);
 }
 
@@ -369,8 +369,9 @@ void dead_letters_pump(worker *w)
         if (m == NULL)
             break;
         if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-            ds_warn("refetch-error", "site=%s partition=%d error=\"%s\"",
-                    w->o->site, (int)m->partition, rd_kafka_message_errstr(m));
+            ds_warn("refetch-error", "site=%s partition=%d error=%s",
+                    w->o->site, (int)m->partition,
+                    DS_LV(rd_kafka_message_errstr(m)));
             rd_kafka_message_destroy(m);
             continue;
         }
@@ -394,7 +395,7 @@ void dead_letters_pump(worker *w)
                          "site=%s partition=%d offset=%lld reason=%s "
                          "note=\"the event is no longer in %s\"",
                          w->o->site, (int)j->partition, (long long)j->offset,
-                         j->reason, DS_TOPIC_UPDATES);
+                         DS_LV(j->reason), DS_TOPIC_UPDATES);
                 mark_done(w, j->partition, j->gen, j->offset);
                 drop_job(pp);
                 continue;
@@ -429,8 +430,9 @@ static void status_retry_later(worker *w, status_rec *r, const char *why)
     if (r->failures++ == 0)
         ds_warn("status-failed",
                 "site=%s package=%s version=%" PRIu64 " state=%s "
-                "error=\"%s\" note=\"retried until delivered\"",
-                w->o->site, r->package, r->version, r->state, why);
+                "error=%s note=\"retried until delivered\"",
+                w->o->site, r->package, r->version, DS_LV(r->state),
+                DS_LV(why));
 }
 
 static void produce_status(worker *w, status_rec *r)
@@ -465,7 +467,7 @@ void report_status(worker *w, const char *package, uint64_t version,
             ds_error("status-failed",
                      "site=%s package=%s version=%" PRIu64 " state=%s "
                      "error=\"out of memory\"",
-                     w->o->site, package, version, state);
+                     w->o->site, package, version, DS_LV(state));
             return;
         }
         snprintf(r->package, sizeof(r->package), "%s", package);
@@ -526,7 +528,7 @@ static void status_delivered(worker *w, const ticket *t, rd_kafka_resp_err_t e)
             ds_info("status-delivered",
                     "site=%s package=%s version=%" PRIu64 " state=%s "
                     "attempts=%u",
-                    w->o->site, r->package, r->version, r->state,
+                    w->o->site, r->package, r->version, DS_LV(r->state),
                     r->failures + 1);
         *pp = r->next;
         free(r);
@@ -546,8 +548,9 @@ void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     ticket *t = m->_private;
     if (t == NULL) {
         if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
-            ds_error("produce-failed", "topic=%s error=\"%s\"",
-                     rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
+            ds_error("produce-failed", "topic=%s error=%s",
+                     rd_kafka_topic_name(m->rkt),
+                     DS_LV(rd_kafka_err2str(m->err)));
         return;
     }
     if (t->kind == TICKET_STATUS) {
@@ -563,10 +566,10 @@ void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         bool retry = p != NULL && p->assigned && p->gen == t->gen;
         ds_metrics_add_label(w->met, DS_L_ERRORS, "dead-letter", 1);
         ds_error("dead-letter-failed",
-                 "site=%s partition=%d offset=%lld topic=%s error=\"%s\" "
+                 "site=%s partition=%d offset=%lld topic=%s error=%s "
                  "note=\"not committed; %s\"",
                  w->o->site, (int)t->partition, (long long)t->offset,
-                 rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err),
+                 rd_kafka_topic_name(m->rkt), DS_LV(rd_kafka_err2str(m->err)),
                  retry ? "the partition rewinds to it and retries"
                        : "read again by the partition's next owner");
         if (retry)

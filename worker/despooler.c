@@ -19,6 +19,7 @@
 #include "kconf.h"
 #include "lag.h"
 #include "library.h"
+#include "log.h"
 #include "progress.h"
 #include "status.h"
 #include "worker.h"
@@ -106,6 +107,7 @@ static void usage_run(FILE *out)
         "  --metrics HOST:PORT       serve Prometheus /metrics and /healthz\n"
         "                            (:PORT = every interface; port 0 = any\n"
         "                            free port, logged as metrics-listening)\n"
+        "      --log-level LEVEL     error, warn, info (default) or debug\n"
         "  -h, --help                this text\n"
         "\n"
         "SIGTERM/SIGINT: finish or abandon in-flight work, commit, leave the\n"
@@ -145,6 +147,7 @@ static void usage_lag(FILE *out)
         "      --stop-after SEC      STOP after SEC without a commit while\n"
         "                            lag > 0 (default 300)\n"
         "      --count N             stop after N samples (default: ^C)\n"
+        "      --log-level LEVEL     error, warn, info (default) or debug\n"
         "  -h, --help                this text\n"
         "\n"
         "Exit: 0 OK, 1 warning (or WARN), 2 critical (or ERR), 3 broker\n"
@@ -173,6 +176,7 @@ static void usage_status(FILE *out)
           "  -s, --site SITE           only this site\n"
           "      --max-behind SEC      late after SEC seconds (default 3600)\n"
           "      --json                one JSON object instead of a table\n"
+          "      --log-level LEVEL     error, warn, info (default) or debug\n"
           "  -h, --help                this text\n"
           "\n"
           "Exit: 0 all current or catching up, 1 a site late or failed,\n"
@@ -202,6 +206,7 @@ static void usage_devbroker(FILE *out)
         "\n"
         "  -p, --partitions N        partitions of pkg.updates (default 6)\n"
         "  -o, --bootstrap-file FILE also write the bootstrap list to FILE\n"
+        "      --log-level LEVEL     error, warn, info (default) or debug\n"
         "  -h, --help                this text\n",
         out);
 }
@@ -279,8 +284,18 @@ enum {
     OPT_MAX_BEHIND,
     OPT_WARN_LAG,
     OPT_CRIT_LAG,
-    OPT_MAX_TIME_LAG
+    OPT_MAX_TIME_LAG,
+    OPT_LOG_LEVEL
 };
+
+/* --log-level LEVEL: DESPOOL_LOG_LEVEL for ds_log (log.h), set here, before
+ * any thread starts. Returns the exit code (0 or usage). */
+static int log_level_opt(const char *cmd, const char *level)
+{
+    if (ds_log_level_set(level) < 0)
+        return fail(cmd, "--log-level: expected error, warn, info or debug");
+    return 0;
+}
 
 static int cmd_run(int argc, char **argv)
 {
@@ -297,6 +312,7 @@ static int cmd_run(int argc, char **argv)
         {"metrics", required_argument, NULL, OPT_METRICS},
         {"trusted-keys", required_argument, NULL, OPT_TRUSTED_KEYS},
         {"on-retire", required_argument, NULL, OPT_ON_RETIRE},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -370,6 +386,9 @@ static int cmd_run(int argc, char **argv)
             else
                 rc = fail("run", "--on-retire: expected keep or remove");
             break;
+        case OPT_LOG_LEVEL:
+            rc = log_level_opt("run", optarg);
+            break;
         case 'h':
             usage_run(stdout);
             ds_kconf_free(&kc);
@@ -435,10 +454,10 @@ typedef struct lag_cli {
  * code (worst over the sites: 0 OK, 1 WARN, 2 CRIT/ERR, 3 unreachable). */
 static int lag_sample(lag_cli *c, ds_lagwatch **watch)
 {
-    int rc = 0, first = 1;
+    int rc = 0;
     int many = c->all_sites || c->nsites > 1;
-    if (c->json && many)
-        printf("{\"groups\":[");
+    /* --json: one object per site, in {"groups":[...]} when several. */
+    json_t *groups = c->json ? json_array() : NULL, *one = NULL;
     for (int i = 0; i < c->nsites; i++) {
         ds_err err;
         ds_lag_report r;
@@ -474,12 +493,17 @@ static int lag_sample(lag_cli *c, ds_lagwatch **watch)
             }
         }
         if (c->json) {
-            printf("%s", first ? "" : ",");
-            ds_lag_print_json(&r, watch ? v : NULL);
+            json_t *j = ds_lag_json(&r, watch ? v : NULL);
+            if (j == NULL || json_array_append_new(groups, j) < 0) {
+                fprintf(stderr,
+                        "despooler lag: site %s: building the JSON "
+                        "output failed (out of memory)\n",
+                        c->sites[i]);
+                rc = 3;
+            }
         } else {
             ds_lag_print(&r, watch ? v : NULL);
         }
-        first = 0;
         int vr = lag_verdict(&r, c->warn, c->crit, c->max_time_lag);
         if (watch != NULL && ds_verdict_exit_code(worst) > vr)
             vr = ds_verdict_exit_code(worst);
@@ -488,8 +512,21 @@ static int lag_sample(lag_cli *c, ds_lagwatch **watch)
         free(v);
         ds_lag_free(&r);
     }
-    if (c->json)
-        printf("%s\n", many ? "]}" : first ? "{}" : "");
+    if (c->json) {
+        if (many)
+            one = json_pack("{so}", "groups", groups);
+        else if (json_array_size(groups) > 0)
+            one = json_incref(json_array_get(groups, 0));
+        else
+            one = json_object();
+        if (!many)
+            json_decref(groups);
+        if (ds_json_print(one, 1) < 0) {
+            fprintf(stderr, "despooler lag: writing the JSON output "
+                            "failed\n");
+            rc = 3;
+        }
+    }
     fflush(stdout);
     return rc;
 }
@@ -562,6 +599,7 @@ static int cmd_lag(int argc, char **argv)
         {"window", required_argument, NULL, OPT_WINDOW_SAMPLES},
         {"stop-after", required_argument, NULL, OPT_STOP_AFTER},
         {"count", required_argument, NULL, OPT_COUNT},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -627,6 +665,9 @@ static int cmd_lag(int argc, char **argv)
                 rc = fail("lag", "--count: expected a number >= 1");
             c.count = (unsigned long)v;
             break;
+        case OPT_LOG_LEVEL:
+            rc = log_level_opt("lag", optarg);
+            break;
         case 'h':
             usage_lag(stdout);
             ds_kconf_free(&kc);
@@ -666,6 +707,7 @@ static int cmd_status(int argc, char **argv)
         {"site", required_argument, NULL, 's'},
         {"max-behind", required_argument, NULL, OPT_MAX_BEHIND},
         {"json", no_argument, NULL, OPT_JSON},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -689,6 +731,9 @@ static int cmd_status(int argc, char **argv)
             break;
         case OPT_JSON:
             o.json = 1;
+            break;
+        case OPT_LOG_LEVEL:
+            rc = log_level_opt("status", optarg);
             break;
         case 'h':
             usage_status(stdout);
@@ -723,6 +768,7 @@ static int cmd_devbroker(int argc, char **argv)
     static const struct option opts[] = {
         {"partitions", required_argument, NULL, 'p'},
         {"bootstrap-file", required_argument, NULL, 'o'},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -738,6 +784,10 @@ static int cmd_devbroker(int argc, char **argv)
             break;
         case 'o':
             o.bootstrap_file = optarg;
+            break;
+        case OPT_LOG_LEVEL:
+            if (log_level_opt("dev-broker", optarg) != 0)
+                return 2;
             break;
         case 'h':
             usage_devbroker(stdout);

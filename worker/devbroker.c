@@ -90,12 +90,12 @@ int ds_devbroker_run(const ds_devbroker_opts *o, ds_err *err)
             "detail=\"each partition keeps 5 MiB and drops the oldest "
             "events beyond it; pkgpub refuses updates over 4 MiB here; "
             "bigger ones need Apache Kafka (scripts/kafka start)\"",
-            bs, o->partitions, DS_TOPIC_UPDATES, DS_TOPIC_DLQ, DS_TOPIC_STATUS,
-            o->bootstrap_file ? o->bootstrap_file : "-",
+            DS_LV(bs), o->partitions, DS_TOPIC_UPDATES, DS_TOPIC_DLQ,
+            DS_TOPIC_STATUS, DS_LV(o->bootstrap_file ? o->bootstrap_file : "-"),
             DS_EMBEDDED_PARTITION_BYTES, DS_EMBEDDED_UPDATE_MAX);
     while (!*o->stop)
         usleep(100 * 1000);
-    ds_info("dev-broker-stopping", "bootstrap=%s", bs);
+    ds_info("dev-broker-stopping", "bootstrap=%s", DS_LV(bs));
 out:
     rd_kafka_mock_cluster_destroy(mc);
     rd_kafka_destroy(rk);

@@ -300,34 +300,52 @@ static ds_verdict worst_of(const ds_lag_report *r, const ds_verdict *v)
     return worst;
 }
 
-void ds_lag_print_json(const ds_lag_report *r, const ds_verdict *v)
+/* An offset or lag, or null when unknown (-1). */
+static json_t *num_or_null(long long v)
 {
-    char a[24], b[24], c[24]; /* one per %s of a printf: never shared */
-    printf("{\"group\":\"%s\",\"topic\":\"%s\",\"state\":\"%s\","
-           "\"members\":%d,\"total_lag\":%lld,\"max_time_lag_ms\":%lld,",
-           r->group, DS_TOPIC_UPDATES, r->state, r->members, r->total_lag,
-           (long long)r->max_time_lag_ms);
+    return v >= 0 ? json_integer(v) : json_null();
+}
+
+json_t *ds_lag_json(const ds_lag_report *r, const ds_verdict *v)
+{
+    json_t *j = json_object(), *parts = json_array();
+    int e = 0;
+    e |= json_object_set_new(j, "group", ds_json_text(r->group));
+    e |= json_object_set_new(j, "topic", json_string(DS_TOPIC_UPDATES));
+    e |= json_object_set_new(j, "state", ds_json_text(r->state));
+    e |= json_object_set_new(j, "members", json_integer(r->members));
+    e |= json_object_set_new(j, "total_lag", json_integer(r->total_lag));
+    e |= json_object_set_new(j, "max_time_lag_ms",
+                             json_integer(r->max_time_lag_ms));
     if (v != NULL)
-        printf("\"group_status\":\"%s\",",
-               ds_verdict_group_name(worst_of(r, v)));
-    printf("\"note\":\"%s\",\"partitions\":[", r->note);
+        e |= json_object_set_new(
+            j, "group_status",
+            json_string(ds_verdict_group_name(worst_of(r, v))));
+    e |= json_object_set_new(j, "note", ds_json_text(r->note));
     for (int i = 0; i < r->n; i++) {
         const ds_lag_row *w = &r->rows[i];
-        printf("%s{\"partition\":%d,\"current_offset\":%s,"
-               "\"log_end_offset\":%lld,\"lag\":%s,\"consumer_id\":\"%s\","
-               "\"host\":\"%s\",\"client_id\":\"%s\",\"time_lag_ms\":%s",
-               i ? "," : "", (int)w->partition,
-               w->committed >= 0 ? num(a, sizeof(a), w->committed) : "null",
-               (long long)w->high,
-               w->lag >= 0 ? num(b, sizeof(b), w->lag) : "null", w->consumer_id,
-               w->host, w->client_id,
-               w->time_lag_ms >= 0 ? num(c, sizeof(c), w->time_lag_ms)
-                                   : "null");
+        json_t *p = json_object();
+        e |= json_object_set_new(p, "partition", json_integer(w->partition));
+        e |=
+            json_object_set_new(p, "current_offset", num_or_null(w->committed));
+        e |= json_object_set_new(p, "log_end_offset", json_integer(w->high));
+        e |= json_object_set_new(p, "lag", num_or_null(w->lag));
+        e |=
+            json_object_set_new(p, "consumer_id", ds_json_text(w->consumer_id));
+        e |= json_object_set_new(p, "host", ds_json_text(w->host));
+        e |= json_object_set_new(p, "client_id", ds_json_text(w->client_id));
+        e |= json_object_set_new(p, "time_lag_ms", num_or_null(w->time_lag_ms));
         if (v != NULL)
-            printf(",\"status\":\"%s\"", ds_verdict_name(v[i]));
-        printf("}");
+            e |= json_object_set_new(p, "status",
+                                     json_string(ds_verdict_name(v[i])));
+        e |= json_array_append_new(parts, p);
     }
-    printf("]}");
+    e |= json_object_set_new(j, "partitions", parts);
+    if (e != 0) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
 }
 
 void ds_lag_print(const ds_lag_report *r, const ds_verdict *v)

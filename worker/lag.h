@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "jsonout.h"
 #include "kconf.h"
 #include "lagwatch.h"
 
@@ -50,8 +51,9 @@ void ds_lag_free(ds_lag_report *r);
 /* The table: Kafka's columns, TIME-LAG, and with v (one verdict per row,
  * from --watch) a STATUS column and the group's status. */
 void ds_lag_print(const ds_lag_report *r, const ds_verdict *v);
-/* The same as one JSON object (no newline after it). */
-void ds_lag_print_json(const ds_lag_report *r, const ds_verdict *v);
+/* The same as one JSON object (the caller prints or nests it, and
+ * releases it), or NULL when out of memory. */
+json_t *ds_lag_json(const ds_lag_report *r, const ds_verdict *v);
 
 /* Every site with a consumer group (despool.<site>) on the cluster, sorted
  * (ListConsumerGroups; the embedded broker lacks it: an error says so).

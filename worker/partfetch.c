@@ -281,8 +281,8 @@ static void warn_rate(ds_partfetch *pf, const char *what, const char *detail)
         return;
     pf->warned_ms = now;
     char q[600];
-    ds_warn("part-fetch-error", "topic=%s op=%s error=%s", pf->topic, what,
-            ds_log_quote(q, sizeof(q), detail));
+    ds_warn("part-fetch-error", "topic=%s op=%s error=%s", pf->topic,
+            DS_LV(what), ds_log_quote(q, sizeof(q), detail));
 }
 
 /* Seek, resume or pause partitions as the plan says (not under mu: these

@@ -77,8 +77,8 @@ void mark_done(worker *w, int32_t partition, unsigned gen, int64_t off)
         return; /* revoked or rewound since: its events are read again */
     ds_err err;
     if (ds_offsets_done(p->trk, off, &err) < 0)
-        ds_warn("offset-bookkeeping", "partition=%d offset=%lld error=\"%s\"",
-                (int)partition, (long long)off, err.msg);
+        ds_warn("offset-bookkeeping", "partition=%d offset=%lld error=%s",
+                (int)partition, (long long)off, DS_LV(err.msg));
     w->dirty = true;
 }
 
@@ -171,9 +171,9 @@ static int seek_back(worker *w, int32_t partition, int64_t cp)
     if (why == NULL)
         return 0;
     ds_error("rewind-failed",
-             "site=%s partition=%d offset=%lld error=\"%s\" "
+             "site=%s partition=%d offset=%lld error=%s "
              "note=\"stays paused; the seek is tried again\"",
-             w->o->site, (int)partition, (long long)cp, why);
+             w->o->site, (int)partition, (long long)cp, DS_LV(why));
     return -1;
 }
 
@@ -313,8 +313,8 @@ void commit(worker *w, bool sync, bool positions,
         ds_metrics_add(w->met, DS_C_COMMITS, 1);
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             ds_metrics_add_label(w->met, DS_L_ERRORS, "commit", 1);
-            ds_warn("commit-failed", "site=%s error=\"%s\"", w->o->site,
-                    rd_kafka_err2str(e));
+            ds_warn("commit-failed", "site=%s error=%s", w->o->site,
+                    DS_LV(rd_kafka_err2str(e)));
         } else {
             for (int i = 0; i < l->cnt; i++)
                 w->parts[l->elems[i].partition].committed = l->elems[i].offset;
@@ -339,9 +339,9 @@ void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             ds_metrics_add_label(w->met, DS_L_ERRORS, "commit", 1);
             ds_warn("commit-failed",
                     "site=%s partition=%d offset=%lld "
-                    "error=\"%s\"",
+                    "error=%s",
                     w->o->site, (int)tp->partition, (long long)tp->offset,
-                    rd_kafka_err2str(tp->err ? tp->err : err));
+                    DS_LV(rd_kafka_err2str(tp->err ? tp->err : err)));
             part *p = part_get(w, tp->partition);
             if (p != NULL)
                 p->committed = -1; /* retry at the next commit */

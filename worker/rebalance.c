@@ -159,13 +159,13 @@ void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             ds_metrics_set_lag(w->met, parts->elems[i].partition, -1);
     }
     if (e != NULL) {
-        ds_error("assign-failed", "site=%s partitions=%s error=\"%s\"",
-                 w->o->site, list, rd_kafka_error_string(e));
+        ds_error("assign-failed", "site=%s partitions=%s error=%s", w->o->site,
+                 list, DS_LV(rd_kafka_error_string(e)));
         rd_kafka_error_destroy(e);
         w->fatal = true;
     } else if (ae != RD_KAFKA_RESP_ERR_NO_ERROR) {
-        ds_error("assign-failed", "site=%s partitions=%s error=\"%s\"",
-                 w->o->site, list, rd_kafka_err2str(ae));
+        ds_error("assign-failed", "site=%s partitions=%s error=%s", w->o->site,
+                 list, DS_LV(rd_kafka_err2str(ae)));
         w->fatal = true;
     }
     /* Eager: nothing is assigned between a revoke and the next assign

@@ -18,6 +18,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "codec.h"
+#include "jsonout.h"
 #include "kmeta.h"
 #include "progress.h"
 
@@ -193,23 +194,6 @@ static mark judge(const ds_status *pub, const ds_status *r, uint64_t now,
     return behind(pub, now, max_behind_ms);
 }
 
-/* A status record's text as a JSON string: quote, backslash and control
- * characters escaped, bytes outside ASCII as '?' (the text is a human
- * note; the output must stay valid UTF-8 whatever a record holds). */
-static void print_json_str(const char *s)
-{
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        if (*p == '"' || *p == '\\')
-            printf("\\%c", *p);
-        else if (*p < 0x20)
-            printf("\\u%04x", *p);
-        else
-            putchar(*p < 0x80 ? *p : '?');
-    }
-    putchar('"');
-}
-
 /* The text cell of a retired record: the version kept, or none. */
 static void retired_cell(char *cell, size_t n, const ds_status *r)
 {
@@ -217,6 +201,164 @@ static void retired_cell(char *cell, size_t n, const ds_status *r)
         snprintf(cell, n, "retired");
     else
         snprintf(cell, n, "%" PRIu64 " retired", r->version);
+}
+
+static const char *const names[] = {"ok",     "behind",  "late",
+                                    "failed", "missing", "retired"};
+
+/* What the matrix needs: the table, its distinct packages and sites, and
+ * the filters and clock every cell is judged with. */
+typedef struct matrix {
+    const ds_status_opts *o;
+    table *t;
+    const char **pkgs, **sites;
+    size_t np, ns;
+    uint64_t now, max_ms;
+} matrix;
+
+static int want_pkg(const matrix *x, size_t p)
+{
+    return x->o->package == NULL || strcmp(x->o->package, x->pkgs[p]) == 0;
+}
+
+static int want_site(const matrix *x, size_t s)
+{
+    return x->o->site == NULL || strcmp(x->o->site, x->sites[s]) == 0;
+}
+
+/* The PUBLISHED cell of a package. */
+static void published_cell(char *cell, size_t n, const ds_status *pub)
+{
+    if (is_retired(pub))
+        retired_cell(cell, n, pub);
+    else if (pub != NULL)
+        snprintf(cell, n, "%" PRIu64, pub->version);
+    else
+        snprintf(cell, n, "-");
+}
+
+/* The cell of one site for one package, and its mark. */
+static mark site_cell(const matrix *x, size_t p, size_t s, char *cell, size_t n)
+{
+    const ds_status *pub = find(x->t, PUBLISHED, x->pkgs[p]);
+    const ds_status *r = find(x->t, x->sites[s], x->pkgs[p]);
+    mark m = judge(pub, r, x->now, x->max_ms);
+    if (r == NULL)
+        snprintf(cell, n, "-");
+    else if (m == RETIRED)
+        retired_cell(cell, n, r);
+    else if (m == OK)
+        snprintf(cell, n, "%" PRIu64, r->version);
+    else
+        snprintf(cell, n, "%" PRIu64 " %s", r->version, names[m]);
+    return m;
+}
+
+static size_t max_sz(size_t a, size_t b)
+{
+    return a > b ? a : b;
+}
+
+/* The matrix as a table. Every column is as wide as its longest entry
+ * (header or cell; at least the former fixed widths), so no site or
+ * package name is ever cut. */
+static int print_table(const matrix *x, int *worst, ds_err *err)
+{
+    char cell[48];
+    size_t wp = 24, wpub = 12;
+    size_t *ws = calloc(x->ns + 1, sizeof(*ws));
+    if (ws == NULL)
+        return ds_err_set(err, -ENOMEM, "internal", "out of memory");
+    for (size_t s = 0; s < x->ns; s++)
+        ws[s] = max_sz(14, strlen(x->sites[s]));
+    for (size_t p = 0; p < x->np; p++) {
+        if (!want_pkg(x, p))
+            continue;
+        wp = max_sz(wp, strlen(x->pkgs[p]));
+        published_cell(cell, sizeof(cell), find(x->t, PUBLISHED, x->pkgs[p]));
+        wpub = max_sz(wpub, strlen(cell));
+        for (size_t s = 0; s < x->ns; s++)
+            if (want_site(x, s)) {
+                site_cell(x, p, s, cell, sizeof(cell));
+                ws[s] = max_sz(ws[s], strlen(cell));
+            }
+    }
+    printf("%-*s %*s", (int)wp, "PACKAGE", (int)wpub, "PUBLISHED");
+    for (size_t s = 0; s < x->ns; s++)
+        if (want_site(x, s))
+            printf(" %*s", (int)ws[s], x->sites[s]);
+    printf("\n");
+    for (size_t p = 0; p < x->np; p++) {
+        if (!want_pkg(x, p))
+            continue;
+        published_cell(cell, sizeof(cell), find(x->t, PUBLISHED, x->pkgs[p]));
+        printf("%-*s %*s", (int)wp, x->pkgs[p], (int)wpub, cell);
+        for (size_t s = 0; s < x->ns; s++) {
+            if (!want_site(x, s))
+                continue;
+            mark m = site_cell(x, p, s, cell, sizeof(cell));
+            if (m == LATE || m == FAILED)
+                *worst = 1;
+            printf(" %*s", (int)ws[s], cell);
+        }
+        printf("\n");
+    }
+    free(ws);
+    return 0;
+}
+
+/* The matrix as one JSON object: {"packages":[{"package", "published",
+ * "retired", "sites":[{"site", "version", "state", "at_ms", "detail",
+ * "mark"}]}]}. */
+static int print_json(const matrix *x, int *worst, ds_err *err)
+{
+    json_t *pk = json_array();
+    int e = 0;
+    for (size_t p = 0; p < x->np; p++) {
+        if (!want_pkg(x, p))
+            continue;
+        const ds_status *pub = find(x->t, PUBLISHED, x->pkgs[p]);
+        json_t *jp = json_object(), *js = json_array();
+        e |= json_object_set_new(jp, "package", ds_json_text(x->pkgs[p]));
+        e |= json_object_set_new(jp, "published",
+                                 pub ? json_integer((json_int_t)pub->version)
+                                     : json_null());
+        e |= json_object_set_new(jp, "retired", json_boolean(is_retired(pub)));
+        for (size_t s = 0; s < x->ns; s++) {
+            if (!want_site(x, s))
+                continue;
+            const ds_status *r = find(x->t, x->sites[s], x->pkgs[p]);
+            mark m = judge(pub, r, x->now, x->max_ms);
+            if (m == LATE || m == FAILED)
+                *worst = 1;
+            json_t *c = json_object();
+            e |= json_object_set_new(c, "site", ds_json_text(x->sites[s]));
+            e |= json_object_set_new(c, "version",
+                                     r ? json_integer((json_int_t)r->version)
+                                       : json_null());
+            e |= json_object_set_new(c, "state",
+                                     ds_json_text(r ? r->state : NULL));
+            e |= json_object_set_new(c, "at_ms",
+                                     r ? json_integer((json_int_t)r->at_ms)
+                                       : json_null());
+            e |= json_object_set_new(c, "detail",
+                                     ds_json_text(r ? r->detail : NULL));
+            e |= json_object_set_new(c, "mark", json_string(names[m]));
+            e |= json_array_append_new(js, c);
+        }
+        e |= json_object_set_new(jp, "sites", js);
+        e |= json_array_append_new(pk, jp);
+    }
+    json_t *j = json_object();
+    e |= json_object_set_new(j, "packages", pk);
+    if (e != 0) {
+        json_decref(j);
+        return ds_err_set(err, -ENOMEM, "internal",
+                          "building the JSON output: out of memory");
+    }
+    if (ds_json_print(j, 1) < 0)
+        return ds_err_set(err, -EIO, "internal", "writing the JSON output");
+    return 0;
 }
 
 int ds_status_run(const ds_status_opts *o, int *worst, ds_err *err)
@@ -227,94 +369,20 @@ int ds_status_run(const ds_status_opts *o, int *worst, ds_err *err)
         free(t.rec);
         return rc;
     }
-    size_t np, ns;
-    const char **pkgs = distinct(&t, 0, &np);
-    const char **sites = distinct(&t, 1, &ns);
-    if (pkgs == NULL || sites == NULL) {
-        free(pkgs);
-        free(sites);
-        free(t.rec);
-        return ds_err_set(err, -ENOMEM, "internal", "out of memory");
-    }
-    uint64_t now = ds_now_ms();
-    uint64_t max_ms = o->max_behind_s * 1000;
-    static const char *const names[] = {"ok",     "behind",  "late",
-                                        "failed", "missing", "retired"};
+    matrix x = {.o = o, .t = &t};
+    x.pkgs = distinct(&t, 0, &x.np);
+    x.sites = distinct(&t, 1, &x.ns);
+    x.now = ds_now_ms();
+    x.max_ms = o->max_behind_s * 1000;
     *worst = 0;
-    if (o->json)
-        printf("{\"packages\":[");
-    else {
-        printf("%-24s %12s", "PACKAGE", "PUBLISHED");
-        for (size_t s = 0; s < ns; s++)
-            if (o->site == NULL || strcmp(o->site, sites[s]) == 0)
-                printf(" %14.14s", sites[s]);
-        printf("\n");
-    }
-    int first = 1;
-    for (size_t p = 0; p < np; p++) {
-        if (o->package != NULL && strcmp(o->package, pkgs[p]) != 0)
-            continue;
-        const ds_status *pub = find(&t, PUBLISHED, pkgs[p]);
-        char cell[40];
-        if (pub != NULL)
-            snprintf(cell, sizeof(cell), "%" PRIu64, pub->version);
-        else
-            snprintf(cell, sizeof(cell), "-");
-        if (o->json) {
-            printf("%s{\"package\":\"%s\",\"published\":%s,\"retired\":%s,"
-                   "\"sites\":[",
-                   first ? "" : ",", pkgs[p], pub ? cell : "null",
-                   is_retired(pub) ? "true" : "false");
-        } else {
-            if (is_retired(pub))
-                retired_cell(cell, sizeof(cell), pub);
-            printf("%-24s %12s", pkgs[p], cell);
-        }
-        first = 0;
-        int sfirst = 1;
-        for (size_t s = 0; s < ns; s++) {
-            if (o->site != NULL && strcmp(o->site, sites[s]) != 0)
-                continue;
-            const ds_status *r = find(&t, sites[s], pkgs[p]);
-            mark m = judge(pub, r, now, max_ms);
-            if (m == LATE || m == FAILED)
-                *worst = 1;
-            if (o->json) {
-                printf("%s{\"site\":\"%s\",\"version\":", sfirst ? "" : ",",
-                       sites[s]);
-                if (r != NULL) {
-                    printf("%" PRIu64 ",\"state\":\"%s\",\"at_ms\":%" PRIu64
-                           ",\"detail\":",
-                           r->version, r->state, r->at_ms);
-                    print_json_str(r->detail);
-                } else {
-                    printf("null,\"state\":null,\"at_ms\":null,"
-                           "\"detail\":null");
-                }
-                printf(",\"mark\":\"%s\"}", names[m]);
-            } else {
-                if (r == NULL)
-                    snprintf(cell, sizeof(cell), "-");
-                else if (m == RETIRED)
-                    retired_cell(cell, sizeof(cell), r);
-                else if (m == OK)
-                    snprintf(cell, sizeof(cell), "%" PRIu64, r->version);
-                else
-                    snprintf(cell, sizeof(cell), "%" PRIu64 " %s", r->version,
-                             names[m]);
-                printf(" %14.14s", cell);
-            }
-            sfirst = 0;
-        }
-        if (o->json)
-            printf("]}");
-        else
-            printf("\n");
-    }
-    if (o->json)
-        printf("]}\n");
-    free(pkgs);
-    free(sites);
+    if (x.pkgs == NULL || x.sites == NULL)
+        rc = ds_err_set(err, -ENOMEM, "internal", "out of memory");
+    else if (o->json)
+        rc = print_json(&x, worst, err);
+    else
+        rc = print_table(&x, worst, err);
+    free(x.pkgs);
+    free(x.sites);
     free(t.rec);
-    return 0;
+    return rc;
 }

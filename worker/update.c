@@ -354,8 +354,8 @@ static void *thread_main(void *arg)
     if (u->staging[0] != '\0') {
         ds_err derr;
         if (ds_library_discard(u->opts.lib, u->staging, &derr) < 0)
-            ds_warn("discard-failed", "package=%s path=%s error=\"%s\"",
-                    u->hdr.package, u->staging, derr.msg);
+            ds_warn("discard-failed", "package=%s path=%s error=%s",
+                    u->hdr.package, DS_LV(u->staging), DS_LV(derr.msg));
     }
     /* Stop reading: drop what is queued; further pushes are refused. */
     pthread_mutex_lock(&u->mu);

@@ -146,8 +146,8 @@ static void complete_one(worker *w, ds_update *u)
         ds_warn("rejected",
                 "site=%s package=%s version=%" PRIu64 " update_id=%s "
                 "reason=%s detail=%s",
-                w->o->site, h->package, h->version, hexid(id, f), err->reason,
-                ds_log_quote(q, sizeof(q), err->msg));
+                w->o->site, h->package, h->version, hexid(id, f),
+                DS_LV(err->reason), ds_log_quote(q, sizeof(q), err->msg));
         report_status(w, h->package, h->version, "failed", err->msg);
         dead_letter_consumed(w, f, errcopy.reason, errcopy.msg);
         flight_retire(w, f, DEAD, errcopy.reason, errcopy.msg);
@@ -314,7 +314,7 @@ void local_failure(worker *w, rd_kafka_message_t *m, flight *f,
                    const char *package, const char *msg)
 {
     ds_metrics_add_label(w->met, DS_L_ERRORS, "local", 1);
-    ds_error("local-error", "package=%s error=\"%s\"", package, msg);
+    ds_error("local-error", "package=%s error=%s", package, DS_LV(msg));
     if (f != NULL)
         flight_unlink(w, f);
     int32_t partition = m->partition;
@@ -638,7 +638,8 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
         if ((rc = ds_keyring_load(o->trusted_keys, &w.keys, err)) < 0)
             goto out;
         ds_info("trusted-keys", "site=%s dir=%s keys=%s", o->site,
-                o->trusted_keys, ds_keyring_ids(w.keys, ids, sizeof(ids)));
+                DS_LV(o->trusted_keys),
+                DS_LV(ds_keyring_ids(w.keys, ids, sizeof(ids))));
     }
     if ((rc = make_clients(&w, err)) < 0)
         goto out;
@@ -651,7 +652,7 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
         ds_metrics_set(w.met, DS_G_START_TIME, (double)time(NULL));
         seed_labels(w.met);
         ds_info("metrics-listening", "site=%s addr=%s paths=/metrics,/healthz",
-                o->site, bound);
+                o->site, DS_LV(bound));
     }
     size_t refused = 0;
     while (ds_library_refused(w.lib, refused, NULL) != NULL)
@@ -659,8 +660,8 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
     ds_info("started",
             "site=%s group=despool.%s library=%s keep_versions=%u "
             "staging_removed=%u packages_refused=%zu",
-            o->site, o->site, ds_library_root(w.lib), o->keep_versions, removed,
-            refused);
+            o->site, o->site, DS_LV(ds_library_root(w.lib)), o->keep_versions,
+            removed, refused);
 
     while (!*o->stop && !w.fatal) {
         /* Throttled: wait for an update to finish rather than take more
@@ -681,8 +682,8 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
                 if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
                     on_partition_eof(&w, m->partition, m->offset);
                 else
-                    ds_warn("consume-error", "site=%s error=\"%s\"", o->site,
-                            rd_kafka_message_errstr(m));
+                    ds_warn("consume-error", "site=%s error=%s", o->site,
+                            DS_LV(rd_kafka_message_errstr(m)));
                 rd_kafka_message_destroy(m);
             }
         }

@@ -103,7 +103,7 @@ fi
 ok "$(grep -cv '/$' "$T/contents") files, all expected ones present"
 depends=$(dpkg-deb -f "$deb" Depends)
 for lib in libc6 librdkafka1 libmicrohttpd libzstd libarchive libssl \
-  libmsgpackc; do
+  libmsgpackc libjansson; do
   grep -q "$lib" <<<"$depends" || fail "Depends lacks $lib: $depends"
 done
 ok "Depends: $depends"

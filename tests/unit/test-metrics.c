@@ -44,11 +44,19 @@ Test(metrics, counters_and_types)
     cr_assert(strstr(t, "# TYPE despool_updates_finalized_total counter\n"));
     cr_assert(strstr(t, "# TYPE despool_updates_in_flight gauge\n"));
     cr_assert_eq(ds_metrics_get(m, DS_C_FINALIZED), 3);
+    /* The build and the standard process series. */
+    cr_assert_eq(
+        sample(t, "despool_build_info{version=\"" DESPOOL_VERSION "\"}"), 1);
+    cr_assert_gt(sample(t, "process_resident_memory_bytes"), 0);
+    cr_assert_gt(sample(t, "process_open_fds"), 0);
+    cr_assert(strstr(t, "# TYPE process_cpu_seconds_total counter\n"));
     /* Every sample line: name{labels} value; every family typed once. */
     for (char *line = strtok(t, "\n"); line; line = strtok(NULL, "\n")) {
         if (line[0] == '#')
             continue;
-        cr_assert(strncmp(line, "despool_", 8) == 0, "line: %s", line);
+        cr_assert(strncmp(line, "despool_", 8) == 0 ||
+                      strncmp(line, "process_", 8) == 0,
+                  "line: %s", line);
         cr_assert(strchr(line, ' ') != NULL, "line: %s", line);
     }
     free(t);
