@@ -6,6 +6,9 @@
 # published and then falls to 0; /healthz is 200 while the worker holds its
 # assignment and the broker answers, and 503 (naming the cause) while the
 # broker is down; on Apache Kafka it is 200 again once the broker is back.
+# The standard process_* series are there with sane values (the worker's
+# descriptors and start time as /proc and ps see them), and
+# despool_build_info carries the version `despooler --version` prints.
 . "$(dirname "$0")/lib.sh"
 
 P=$(pkg app); S=$(site dp); L=$T/lib
@@ -66,6 +69,43 @@ for s in despool_updates_finalized_total despool_events_received_total \
   [ "$(value before "$s")" = 0 ] || fail "before any update: $s is $(value before "$s"), expected 0"
 done
 [ "$(value before despool_assigned_partitions)" -ge 1 ] || fail "no partition assigned in the scrape"
+# The standard process_* series and the build's version.
+python3 - "$T/before.prom" "$(wpid w1)" "$("$DESPOOLER" --version | sed -n '1s/^despooler //p')" <<'PY' ||
+import os, sys, time
+prom, pid, version = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+v = {}
+for line in open(prom):
+    if not line.startswith("#") and " " in line:
+        k, x = line.rsplit(" ", 1)
+        v[k] = float(x)
+bad = []
+need = ["process_cpu_seconds_total", "process_resident_memory_bytes", "process_virtual_memory_bytes",
+        "process_open_fds", "process_max_fds", "process_start_time_seconds"]
+for n in need:
+    if n not in v:
+        bad.append("missing " + n)
+if not bad:
+    if not v["process_resident_memory_bytes"] > 0: bad.append("rss not > 0")
+    if not v["process_virtual_memory_bytes"] >= v["process_resident_memory_bytes"]: bad.append("vsize < rss")
+    if not 0 < v["process_open_fds"] <= v["process_max_fds"]: bad.append("open fds not in 1..max")
+    # The worker's own descriptors, as the kernel counts them (+-2 for the
+    # scrape's socket and the read of /proc/self/fd).
+    fds = len(os.listdir(f"/proc/{pid}/fd"))
+    if abs(v["process_open_fds"] - fds) > 2: bad.append(f"open fds {v['process_open_fds']} vs /proc: {fds}")
+    if not 0 <= v["process_cpu_seconds_total"] < 3600: bad.append("cpu seconds out of range")
+    now = time.time()
+    if not now - 3600 < v["process_start_time_seconds"] <= now + 1: bad.append("start time not within the last hour")
+    # The start time /proc says, via ps(1)'s etimes (seconds since start).
+    et = float(os.popen(f"ps -o etimes= -p {pid}").read())
+    if abs(now - et - v["process_start_time_seconds"]) > 2: bad.append(f"start time vs ps etimes {et}")
+key = f'despool_build_info{{version="{version}"}}'
+if v.get(key) != 1:
+    bad.append(f"no {key} 1 (version from despooler --version)")
+for b in bad:
+    print("process/build series:", b)
+sys.exit(1 if bad or not version else 0)
+PY
+  fail "process_* or despool_build_info series wrong (above)"
 
 # One update, one duplicate of it, one garbage event.
 publish "$P" 1 "$T/src/1" >"$T/pub.json"

@@ -347,6 +347,10 @@ complete_test despooler lag --all | grep -qx -- --all-sites ||
   fail "despooler lag --all<TAB> is not --all-sites"
 [ "$(complete_test despooler run --on-retire r)" = remove ] ||
   fail "--on-retire r<TAB> is not remove"
+[ "$(complete_test despooler status --log-level d)" = debug ] ||
+  fail "despooler status --log-level d<TAB> is not debug"
+complete_test pkgpub --log | grep -qx -- --log-level ||
+  fail "pkgpub --log<TAB> is not --log-level"
 complete_test pkgpub ret | grep -qx retire ||
   fail "pkgpub ret<TAB> is not retire"
 complete_test pkgpub --sign | grep -qx -- --sign-key ||
