@@ -3,7 +3,7 @@
 # pkgpub, and DESPOOL_LOG_LEVEL in the environment: warn hides the info
 # lines and keeps the warnings; librdkafka's debug lines (-X debug=...)
 # are level=debug, shown at --log-level debug and hidden by default; a bad
-# level is a usage error (exit 2) that names the option.
+# level is a usage error (exit 2; 3 in lag, UNKNOWN) that names the option.
 . "$(dirname "$0")/lib.sh"
 
 P=$(pkg app); S=$(site ll)
@@ -18,7 +18,8 @@ for cmd in "$DESPOOLER run -b $B --site $S --library $T/lib" "$DESPOOLER status 
   grep -q -- '--log-level' "$T/bad.out" || fail "$cmd --log-level loud: the message does not name --log-level: $(cat "$T/bad.out")"
 done
 rc=0; "$DESPOOLER" lag -b "$B" --site "$S" --log-level loud >"$T/bad.out" 2>&1 || rc=$?
-[ $rc != 0 ] && grep -q -- '--log-level' "$T/bad.out" || fail "lag --log-level loud: exit $rc: $(cat "$T/bad.out")"
+[ $rc = 3 ] && grep -q -- '--log-level' "$T/bad.out" ||
+  fail "lag --log-level loud: exit $rc, expected 3 (UNKNOWN, lag's usage error): $(cat "$T/bad.out")"
 
 # warn: the worker's info lines are gone, its warnings stay.
 start_worker w1 "$S" "$T/lib" --log-level warn
