@@ -50,6 +50,7 @@ int ds_kconf_bootstrap(ds_kconf *kc, const char *arg, ds_err *err)
         return ds_err_set(err, -ENOMEM, "internal", "bootstrap: out of memory");
     free(kc->bootstrap);
     kc->bootstrap = list;
+    kc->bootstrap_b = 1;
     return 0;
 }
 
@@ -106,7 +107,23 @@ int ds_kconf_add_file(ds_kconf *kc, const char *path, ds_err *err)
             break;
         }
         *eq = '\0';
-        rc = push_kv(kc, trim(t), strlen(trim(t)), trim(eq + 1), err);
+        char *key = trim(t), *value = trim(eq + 1);
+        if (strcmp(key, "bootstrap.servers") == 0) {
+            /* Kept as the broker list, not as an override: -b, given before
+             * or after -F, must win over it. */
+            if (kc->bootstrap_b)
+                continue;
+            char *list = strdup(value);
+            if (list == NULL) {
+                rc = ds_err_set(err, -ENOMEM, "internal",
+                                "read %s: out of memory", path);
+                break;
+            }
+            free(kc->bootstrap);
+            kc->bootstrap = list;
+            continue;
+        }
+        rc = push_kv(kc, key, strlen(key), value, err);
         if (rc < 0)
             break;
     }

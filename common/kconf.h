@@ -36,19 +36,22 @@ typedef struct ds_kconf_kv {
 
 typedef struct ds_kconf {
     char *bootstrap; /* resolved list (after @FILE) or NULL */
+    int bootstrap_b; /* bootstrap came from -b: -F's bootstrap.servers loses */
     ds_kconf_kv *kv; /* user overrides in order */
     size_t n;
 } ds_kconf;
 
 /* Set the bootstrap list from a -b argument; "@FILE" reads the first
- * non-empty line of FILE. */
+ * non-empty line of FILE. It wins over a -F file's bootstrap.servers. */
 int ds_kconf_bootstrap(ds_kconf *kc, const char *arg, ds_err *err);
 
 /* Add "key=value" from -X. */
 int ds_kconf_add(ds_kconf *kc, const char *kv, ds_err *err);
 
 /* Add every "key=value" line of a Java-style properties file (-F);
- * blank lines and lines starting with # or ! are skipped. */
+ * blank lines and lines starting with # or ! are skipped. A
+ * bootstrap.servers line is the broker list (as kcat takes it) unless -b
+ * gave one, before or after this file: -b wins. */
 int ds_kconf_add_file(ds_kconf *kc, const char *path, ds_err *err);
 
 /* The command-line options every program shares: 'b' (-b), 'X' and 'F'.

@@ -323,8 +323,8 @@ static int take_token(ds_library *lib, ds_err *err)
                       "library %s: could not take a worker token", lib->root);
 }
 
-int ds_library_open(const char *root, unsigned keep_versions, ds_library **out,
-                    ds_err *err)
+int ds_library_open(const char *root, unsigned keep_versions, bool create,
+                    ds_library **out, ds_err *err)
 {
     *out = NULL;
     if (root == NULL || root[0] == '\0')
@@ -341,7 +341,15 @@ int ds_library_open(const char *root, unsigned keep_versions, ds_library **out,
     int dfd = -1;
     char shown[PATH_MAX + 32];
 
-    int rc = ds_mkdir_p(root, err);
+    struct stat st;
+    int rc = 0;
+    if (create)
+        rc = ds_mkdir_p(root, err);
+    else if (stat(root, &st) < 0 && errno == ENOENT)
+        rc = ds_err_set(err, -ENOENT, "usage",
+                        "library %s: no such directory (--create-library "
+                        "creates it)",
+                        root);
     if (rc < 0)
         goto fail;
     lib->root = realpath(root, NULL);
@@ -364,7 +372,6 @@ int ds_library_open(const char *root, unsigned keep_versions, ds_library **out,
         goto fail;
     if ((rc = take_token(lib, err)) < 0)
         goto fail;
-    struct stat st;
     if (fstat(lib->rootfd, &st) < 0) {
         rc = ds_err_sys(err, "io-error", "stat %s", lib->root);
         goto fail;

@@ -42,6 +42,7 @@
 #ifndef DS_LIBRARY_H
 #define DS_LIBRARY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -73,10 +74,13 @@ typedef enum ds_finalize_result {
  * would, leaving the disk as it is. */
 typedef int (*ds_library_fault_fn)(void *ctx, const char *point);
 
-/* Open (creating if needed) the library at root. keep_versions >= 1 is how
- * many finalized versions each package keeps (current included). */
-int ds_library_open(const char *root, unsigned keep_versions, ds_library **out,
-                    ds_err *err);
+/* Open the library at root. keep_versions >= 1 is how many finalized
+ * versions each package keeps (current included). create: make root (and
+ * its parents) if missing; otherwise a missing root is an error (-ENOENT,
+ * reason "usage"), so a mistyped path never becomes a new,
+ * empty library. */
+int ds_library_open(const char *root, unsigned keep_versions, bool create,
+                    ds_library **out, ds_err *err);
 void ds_library_close(ds_library *lib); /* NULL is fine */
 
 const char *ds_library_root(const ds_library *lib); /* realpath of root */

@@ -38,7 +38,9 @@ static void usage(FILE *out)
         "Kafka:\n"
         "  -b, --bootstrap LIST      brokers host:port[,..], or @FILE\n"
         "  -X KEY=VALUE              librdkafka setting (repeatable)\n"
-        "  -F FILE                   librdkafka settings file (key=value)\n"
+        "  -F FILE                   librdkafka settings file (key=value);\n"
+        "                            its bootstrap.servers serves when -b\n"
+        "                            is not given (-b wins)\n"
         "  -t, --transactional-id ID (default pkgpub-PACKAGE, schema 1:\n"
         "                            pkgpub-HOST-PACKAGE). Schema 2 needs\n"
         "                            one publisher per package: the same id\n"
@@ -385,7 +387,8 @@ static int cmd_retire(int argc, char **argv)
     if (rc == 0 && o.package == NULL)
         rc = fail("retire: -p PACKAGE is required");
     if (rc == 0 && kc.bootstrap == NULL)
-        rc = fail("retire: -b BOOTSTRAP is required (host:port or @FILE)");
+        rc = fail("retire: -b BOOTSTRAP is required (host:port or @FILE; "
+                  "or bootstrap.servers in -F FILE)");
     if (rc == 0) {
         ds_retire_result r;
         if (ds_retire(&o, &r, &err) < 0) {
@@ -544,7 +547,8 @@ int main(int argc, char **argv)
     if (rc == 0 && o.version == 0)
         rc = fail("-V VERSION is required");
     if (rc == 0 && kc.bootstrap == NULL)
-        rc = fail("-b BOOTSTRAP is required (host:port or @FILE)");
+        rc = fail("-b BOOTSTRAP is required (host:port or @FILE; or "
+                  "bootstrap.servers in -F FILE)");
     if (rc == 0 && o.schema == 2 && o.chunk_size != DS_CHUNK_MAX)
         rc = fail("--chunk-size is for --schema 1 (schema 2 cuts parts of "
                   "896 KiB)");

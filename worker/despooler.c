@@ -25,12 +25,15 @@
 #include "worker.h"
 #include "numparse.h"
 
-static volatile sig_atomic_t stop_flag;
+/* The handlers only set these; `run` passes both to the worker. */
+static volatile sig_atomic_t stop_flag, reload_flag;
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop_flag = 1;
+    if (sig == SIGHUP)
+        reload_flag = 1;
+    else
+        stop_flag = 1;
 }
 
 static void install_signals(void)
@@ -46,6 +49,20 @@ static void install_signals(void)
      * EFBIG, which the extraction reports as the archive's fault
      * (too-large), not kill the worker. */
     signal(SIGXFSZ, SIG_IGN);
+}
+
+/* `run` only: SIGHUP re-reads --trusted-keys instead of ending the
+ * process (the other commands keep its default action). SA_RESTART: it
+ * lands on any thread, in the middle of a read or write of an update
+ * thread too, which must carry on, not fail with EINTR. */
+static void install_reload_signal(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
 }
 
 static void usage(FILE *out)
@@ -76,10 +93,13 @@ static void usage_run(FILE *out)
         "Kafka:\n"
         "  -b, --bootstrap LIST      brokers host:port[,..], or @FILE\n"
         "  -X KEY=VALUE              librdkafka setting (repeatable)\n"
-        "  -F FILE                   librdkafka settings file (key=value)\n"
+        "  -F FILE                   librdkafka settings file (key=value);\n"
+        "                            its bootstrap.servers serves when -b\n"
+        "                            is not given (-b wins)\n"
         "Site:\n"
         "  -s, --site SITE           site name; consumer group despool.SITE\n"
-        "  -l, --library DIR         the site's content library\n"
+        "  -l, --library DIR         the site's content library (must exist)\n"
+        "      --create-library      create DIR (and parents) if missing\n"
         "  -k, --keep-versions N     versions kept per package (default 2)\n"
         "Limits:\n"
         "  --incomplete-timeout SEC  dead-letter an update whose chunks stop\n"
@@ -111,7 +131,9 @@ static void usage_run(FILE *out)
         "  -h, --help                this text\n"
         "\n"
         "SIGTERM/SIGINT: finish or abandon in-flight work, commit, leave the\n"
-        "group, exit 0.\n",
+        "group, exit 0. SIGHUP: re-read --trusted-keys (kept if unreadable).\n"
+        "Under systemd (NOTIFY_SOCKET): READY=1 once assigned, STOPPING=1,\n"
+        "WATCHDOG=1 pings (WATCHDOG_USEC).\n",
         out);
 }
 
@@ -127,7 +149,8 @@ static void usage_lag(FILE *out)
         "offsets: a site with no running worker is reported too.\n"
         "\n"
         "  -b, --bootstrap LIST      brokers host:port[,..], or @FILE\n"
-        "  -X KEY=VALUE, -F FILE     librdkafka settings\n"
+        "  -X KEY=VALUE, -F FILE     librdkafka settings (-F's\n"
+        "                            bootstrap.servers serves without -b)\n"
         "  -s, --site SITE           site (consumer group despool.SITE);\n"
         "                            repeatable\n"
         "      --all-sites           every despool.* group on the cluster\n"
@@ -171,7 +194,8 @@ static void usage_status(FILE *out)
           "\"detail\" per site.\n"
           "\n"
           "  -b, --bootstrap LIST      brokers host:port[,..], or @FILE\n"
-          "  -X KEY=VALUE, -F FILE     librdkafka settings\n"
+          "  -X KEY=VALUE, -F FILE     librdkafka settings (-F's\n"
+          "                            bootstrap.servers serves without -b)\n"
           "  -p, --package PACKAGE     only this package\n"
           "  -s, --site SITE           only this site\n"
           "      --max-behind SEC      late after SEC seconds (default 3600)\n"
@@ -285,7 +309,8 @@ enum {
     OPT_WARN_LAG,
     OPT_CRIT_LAG,
     OPT_MAX_TIME_LAG,
-    OPT_LOG_LEVEL
+    OPT_LOG_LEVEL,
+    OPT_CREATE_LIBRARY
 };
 
 /* --log-level LEVEL: DESPOOL_LOG_LEVEL for ds_log (log.h), set here, before
@@ -313,6 +338,7 @@ static int cmd_run(int argc, char **argv)
         {"trusted-keys", required_argument, NULL, OPT_TRUSTED_KEYS},
         {"on-retire", required_argument, NULL, OPT_ON_RETIRE},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"create-library", no_argument, NULL, OPT_CREATE_LIBRARY},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -325,6 +351,7 @@ static int cmd_run(int argc, char **argv)
         .max_in_flight = 16,
         .on_retire = DS_RETIRE_KEEP,
         .stop = &stop_flag,
+        .reload = &reload_flag,
     };
     int c, rc = 0;
     uint64_t v;
@@ -375,6 +402,9 @@ static int cmd_run(int argc, char **argv)
         case OPT_METRICS:
             o.metrics_addr = optarg;
             break;
+        case OPT_CREATE_LIBRARY:
+            o.create_library = 1;
+            break;
         case OPT_TRUSTED_KEYS:
             o.trusted_keys = optarg;
             break;
@@ -407,12 +437,15 @@ static int cmd_run(int argc, char **argv)
     if (rc == 0 && o.library == NULL)
         rc = fail("run", "--library DIR is required");
     if (rc == 0 && kc.bootstrap == NULL)
-        rc = fail("run", "-b BOOTSTRAP is required (host:port or @FILE)");
+        rc = fail("run", "-b BOOTSTRAP is required (host:port or @FILE; or "
+                         "bootstrap.servers in -F FILE)");
     if (rc == 0) {
         ds_err err;
         install_signals();
+        install_reload_signal();
         /* A setting librdkafka refused (-X, -F), a bad --metrics address
-         * or --trusted-keys directory: usage errors too. */
+         * or --trusted-keys directory, a --library that does not exist:
+         * usage errors too. */
         if (ds_worker_run(&o, &err) < 0) {
             fail("run", err.msg);
             rc = strcmp(err.reason, "usage") == 0 ? 2 : 1;
@@ -688,7 +721,8 @@ static int cmd_lag(int argc, char **argv)
         c.watch <= 0)
         rc = fail("lag", "--count, --window and --stop-after need --watch");
     if (rc == 0 && kc.bootstrap == NULL)
-        rc = fail("lag", "-b BOOTSTRAP is required (host:port or @FILE)");
+        rc = fail("lag", "-b BOOTSTRAP is required (host:port or @FILE; or "
+                         "bootstrap.servers in -F FILE)");
     /* A usage error is UNKNOWN (3) here, as monitoring plugins expect, so
      * that a typo in a check's command line never reads as CRITICAL. */
     if (rc == 2)
@@ -748,7 +782,8 @@ static int cmd_status(int argc, char **argv)
     if (rc == 0 && optind < argc)
         rc = fail("status", "unexpected argument (see --help)");
     if (rc == 0 && kc.bootstrap == NULL)
-        rc = fail("status", "-b BOOTSTRAP is required (host:port or @FILE)");
+        rc = fail("status", "-b BOOTSTRAP is required (host:port or @FILE; or "
+                            "bootstrap.servers in -F FILE)");
     if (rc == 0) {
         ds_err err;
         int worst = 0;

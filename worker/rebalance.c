@@ -142,6 +142,9 @@ void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
         ds_info("assigned", "site=%s partitions=%s protocol=%s", w->o->site,
                 list[0] ? list : "none", coop ? "cooperative" : "eager");
+        /* READY=1 the first time (an empty assignment too: a member of a
+         * group with more members than partitions is ready, idle). */
+        ds_notify_assigned(&w->notify, w->o->site, list[0] ? list : "none");
         if (coop)
             e = rd_kafka_incremental_assign(rk, parts);
         else

@@ -560,6 +560,38 @@ void chunk_to_flight(worker *w, flight *f, rd_kafka_message_t *m,
 
 /* ---- set-up -------------------------------------------------------- */
 
+/* SIGHUP: read --trusted-keys again. The new keyring is loaded in full
+ * before it replaces the old one; if it cannot be (a broken or unreadable
+ * .pub, no key left, the directory gone) the old one stays. Runs on the
+ * consumer thread, the only one that uses w->keys (worker_state.h). */
+static void reload_keys(worker *w)
+{
+    const ds_worker_opts *o = w->o;
+    if (o->trusted_keys == NULL) {
+        ds_info("reload",
+                "site=%s note=\"no --trusted-keys: nothing to "
+                "reload; logs go to stderr: nothing to reopen\"",
+                o->site);
+        return;
+    }
+    ds_err err;
+    ds_keyring *fresh = NULL;
+    char ids[512], q[DS_ERRMSG_MAX + 64];
+    if (ds_keyring_load(o->trusted_keys, &fresh, &err) < 0) {
+        ds_error("trusted-keys-reload-failed",
+                 "site=%s dir=%s keys=%s error=%s note=\"previous keys "
+                 "kept\"",
+                 o->site, o->trusted_keys,
+                 ds_keyring_ids(w->keys, ids, sizeof(ids)),
+                 ds_log_quote(q, sizeof(q), err.msg));
+        return;
+    }
+    ds_keyring_free(w->keys);
+    w->keys = fresh;
+    ds_info("trusted-keys-reloaded", "site=%s dir=%s keys=%s", o->site,
+            o->trusted_keys, ds_keyring_ids(w->keys, ids, sizeof(ids)));
+}
+
 static void wake_consumer(void *ctx)
 {
     worker *w = ctx;
@@ -626,7 +658,9 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
 {
     worker w = {.o = o, .assigned = -1};
     ds_completions_init(&w.comp, wake_consumer, &w);
-    int rc = ds_library_open(o->library, o->keep_versions, &w.lib, err);
+    ds_notify_init(&w.notify, o->site);
+    int rc = ds_library_open(o->library, o->keep_versions,
+                             o->create_library != 0, &w.lib, err);
     if (rc < 0)
         goto out;
     unsigned removed = 0;
@@ -669,6 +703,11 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
          * that rebalances are served and max.poll.interval.ms is kept. */
         rd_kafka_message_t *m = NULL;
         uint64_t now = ds_mono_ms();
+        ds_notify_watchdog(&w.notify, now);
+        if (o->reload != NULL && *o->reload) {
+            *o->reload = 0;
+            reload_keys(&w);
+        }
         if (!w.throttled || now - w.last_poll_ms >= THROTTLED_POLL_MS) {
             m = rd_kafka_consumer_poll(w.consumer, 100);
             w.last_poll_ms = now;
@@ -717,6 +756,9 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
     for (flight *f = w.flights; f != NULL; f = f->next)
         in_flight += f->u != NULL;
     ds_info("stopping", "site=%s in_flight=%u", o->site, in_flight);
+    /* From here on systemd's stop timeout (TimeoutStopSec) applies, not
+     * the watchdog: draining may take long. */
+    ds_notify_stopping(&w.notify, o->site);
     drain_in_flight(&w);
     rd_kafka_flush(w.producer, 10000);
     commit(&w, true, true, NULL);

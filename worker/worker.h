@@ -26,6 +26,10 @@ typedef struct ds_worker_opts {
     const char *metrics_addr;       /* --metrics HOST:PORT, or NULL */
     const char *trusted_keys;       /* require signatures by these, or NULL */
     volatile sig_atomic_t *stop;    /* set by SIGTERM/SIGINT */
+    /* Set by SIGHUP: re-read --trusted-keys; the worker clears it. NULL:
+     * no reloads. */
+    volatile sig_atomic_t *reload;
+    int create_library; /* --create-library: make DIR (and parents) */
     /* DS_RETIRE_KEEP (default) or DS_RETIRE_REMOVE (--on-retire) */
     int on_retire;
 } ds_worker_opts;

@@ -34,6 +34,7 @@
 #include "library.h"
 #include "metrics.h"
 #include "metricsd.h"
+#include "notify.h"
 #include "offsets.h"
 #include "partfetch.h"
 #include "refetch.h"
@@ -139,11 +140,16 @@ typedef struct worker {
     uint64_t throttle_since, throttle_total_ms, last_poll_ms;
     unsigned peak_ready; /* most updates extracting at once, for the log */
     counters n;
-    ds_keyring *keys;    /* --trusted-keys, or NULL: signatures unchecked */
+    /* --trusted-keys, or NULL: signatures unchecked. Read on the consumer
+     * thread only (start_flight, handle_manifest), where SIGHUP's reload
+     * swaps it too (reload_keys): no lock, and a verification never sees
+     * a half-loaded keyring. */
+    ds_keyring *keys;
     ds_metrics *met;     /* NULL without --metrics */
     ds_metricsd *httpd;  /* serves met on its own thread */
     atomic_int assigned; /* partitions; -1 before the first assignment */
     uint64_t last_gauge_ms;
+    ds_notify notify; /* systemd: READY, STOPPING, watchdog (notify.h) */
 } worker;
 
 /* partitions.c */

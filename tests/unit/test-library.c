@@ -243,7 +243,7 @@ static ds_library *open_lib(const char *root, unsigned keep)
 {
     ds_library *lib = NULL;
     ds_err err;
-    cr_assert_eq(ds_library_open(root, keep, &lib, &err), 0, "open: %s",
+    cr_assert_eq(ds_library_open(root, keep, true, &lib, &err), 0, "open: %s",
                  err.msg);
     cr_assert_not_null(lib);
     return lib;
@@ -256,6 +256,39 @@ static int wait_child(pid_t pid)
         if (errno != EINTR)
             return -1;
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* ---- 0. a missing root ----------------------------------------------------
+ */
+
+/* Without create, a root that does not exist is refused and nothing is
+ * made; with create, it is made, parents too. */
+Test(library, missing_root_needs_create)
+{
+    char *base = make_tmpdir();
+    char root[PATH_MAX];
+    snprintf(root, sizeof(root), "%s/a/b", base);
+    ds_library *lib = NULL;
+    ds_err err;
+    cr_assert_eq(ds_library_open(root, 2, false, &lib, &err), -ENOENT);
+    cr_assert_null(lib);
+    cr_assert_str_eq(err.reason, "usage");
+    cr_assert(strstr(err.msg, root) != NULL &&
+                  strstr(err.msg, "--create-library"),
+              "message: %s", err.msg);
+    struct stat st;
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof(parent), "%s/a", base);
+    cr_assert_eq(stat(parent, &st), -1, "a parent was created");
+    cr_assert_eq(ds_library_open(root, 2, true, &lib, &err), 0, "open: %s",
+                 err.msg);
+    ds_library_close(lib);
+    cr_assert_eq(stat(root, &st), 0);
+    /* It exists now: opening without create works. */
+    cr_assert_eq(ds_library_open(root, 2, false, &lib, &err), 0, "open: %s",
+                 err.msg);
+    ds_library_close(lib);
+    remove_tmpdir(base);
 }
 
 /* ---- 1. first finalize -------------------------------------------------- */
@@ -418,7 +451,7 @@ static void finalizer_child(const char *root, uint64_t first)
 {
     ds_library *lib = NULL;
     ds_err err;
-    if (ds_library_open(root, CONC_KEEP, &lib, &err) < 0) {
+    if (ds_library_open(root, CONC_KEEP, true, &lib, &err) < 0) {
         fprintf(stderr, "child open: %s\n", err.msg);
         _exit(10);
     }
@@ -594,7 +627,7 @@ Test(library, crash_after_staging_and_before_swap)
     if (pid == 0) {
         ds_library *cl = NULL;
         char staging[PATH_MAX];
-        if (ds_library_open(root, 3, &cl, &err) < 0 ||
+        if (ds_library_open(root, 3, true, &cl, &err) < 0 ||
             ds_library_stage(cl, PKG, "crash", staging, sizeof(staging), &mk,
                              &err) < 0 ||
             fill_tree(staging, 2, 1) < 0)
@@ -610,7 +643,7 @@ Test(library, crash_after_staging_and_before_swap)
     cr_assert_geq(pid, 0);
     if (pid == 0) {
         ds_library *cl = NULL;
-        if (ds_library_open(root, 3, &cl, &err) < 0)
+        if (ds_library_open(root, 3, true, &cl, &err) < 0)
             _exit(1);
         ds_library_set_fault(cl, fault_at, (void *)"before-swap");
         int rc = put_version(cl, PKG, 2, 2, &res, &err);
@@ -734,7 +767,7 @@ Test(library, cleanup_keeps_live_worker_staging)
     if (pid == 0) {
         ds_library *cl = NULL;
         char p[PATH_MAX];
-        if (ds_library_open(root, 2, &cl, &err) < 0 ||
+        if (ds_library_open(root, 2, true, &cl, &err) < 0 ||
             ds_library_stage(cl, PKG, "killed", p, sizeof(p), &mk, &err) < 0)
             _exit(1);
         _exit(0);
@@ -919,7 +952,7 @@ static void dead_staging(const char *root, const char *pkg)
         ds_library_mark mk = {.fd = -1};
         ds_err err;
         char p[PATH_MAX];
-        if (ds_library_open(root, 2, &cl, &err) < 0 ||
+        if (ds_library_open(root, 2, true, &cl, &err) < 0 ||
             ds_library_stage(cl, pkg, "dead", p, sizeof(p), &mk, &err) < 0 ||
             fill_tree(p, 9, 0) < 0)
             _exit(1);

@@ -47,7 +47,8 @@ static ds_library *open_lib(const char *root)
 {
     ds_library *lib = NULL;
     ds_err err;
-    cr_assert_eq(ds_library_open(root, 2, &lib, &err), 0, "open: %s", err.msg);
+    cr_assert_eq(ds_library_open(root, 2, true, &lib, &err), 0, "open: %s",
+                 err.msg);
     return lib;
 }
 
@@ -449,7 +450,7 @@ Test(retire, remove_while_a_staging_dir_exists)
         ds_library *cl = NULL;
         ds_library_mark cm = {.fd = -1};
         char p[PATH_MAX];
-        if (ds_library_open(root, 2, &cl, &err) < 0 ||
+        if (ds_library_open(root, 2, true, &cl, &err) < 0 ||
             ds_library_stage(cl, PKG, "dead", p, sizeof(p), &cm, &err) < 0)
             _exit(1);
         _exit(0);
@@ -666,7 +667,7 @@ static int read_only_checks(const char *root)
     int r;
     char path[PATH_MAX];
     snprintf(path, sizeof(path), "%s/%s", root, PKG);
-    if (ds_library_open(root, 2, &lib, &err) < 0)
+    if (ds_library_open(root, 2, true, &lib, &err) < 0)
         return 10;
     if (chmod(path, 0555) < 0)
         return 11;
