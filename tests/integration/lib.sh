@@ -93,7 +93,7 @@ publish() {
 # $T/NAME.log, pid in variable WPID_NAME.
 start_worker() {
   local name=$1 s=$2 lib=$3; shift 3
-  "$DESPOOLER" run -b "$B" --site "$s" --library "$lib" "$@" \
+  "$DESPOOLER" run -b "$B" --site "$s" --library "$lib" --create-library "$@" \
     >>"$T/$name.log" 2>&1 &
   local pid=$!
   PIDS+=($pid)

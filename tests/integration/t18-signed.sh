@@ -21,12 +21,12 @@ grep -q 'release.key: File exists' "$T/keygen2.err" || fail "keygen over a key: 
 cp "$T/keys/release.pub" "$T/trusted/"
 
 # A bad --trusted-keys is a clear start-up error, not a silent open door.
-rc=0; "$DESPOOLER" run -b "$B" --site "$S" --library "$L" --trusted-keys "$T/nonexistent" \
+rc=0; "$DESPOOLER" run -b "$B" --site "$S" --library "$L" --create-library --trusted-keys "$T/nonexistent" \
   2>"$T/bad-dir.err" || rc=$?
 [ $rc = 1 ] && grep -q 'trusted-keys .*nonexistent' "$T/bad-dir.err" ||
   fail "--trusted-keys of a missing directory: exit $rc, $(cat "$T/bad-dir.err")"
 mkdir "$T/empty"
-rc=0; "$DESPOOLER" run -b "$B" --site "$S" --library "$L" --trusted-keys "$T/empty" \
+rc=0; "$DESPOOLER" run -b "$B" --site "$S" --library "$L" --create-library --trusted-keys "$T/empty" \
   2>"$T/empty.err" || rc=$?
 [ $rc = 1 ] && grep -q 'no public key' "$T/empty.err" || fail "empty --trusted-keys: exit $rc, $(cat "$T/empty.err")"
 
