@@ -103,7 +103,7 @@ fi
 ok "$(grep -cv '/$' "$T/contents") files, all expected ones present"
 depends=$(dpkg-deb -f "$deb" Depends)
 for lib in libc6 librdkafka1 libmicrohttpd libzstd libarchive libssl \
-  libmsgpackc libjansson; do
+  libmsgpackc libjansson libsystemd0; do
   grep -q "$lib" <<<"$depends" || fail "Depends lacks $lib: $depends"
 done
 ok "Depends: $depends"
@@ -196,7 +196,8 @@ fi
 for k in 'User=despool' 'EnvironmentFile=/etc/despool/%i.conf' \
   'NoNewPrivileges=yes' 'ProtectSystem=strict' 'ProtectHome=yes' \
   'PrivateTmp=yes' 'StateDirectory=despool/%i' \
-  'ReadWritePaths=/var/lib/despool/%i' 'Type=simple'; do
+  'ReadWritePaths=/var/lib/despool/%i' 'Type=notify' 'NotifyAccess=main' \
+  'ExecReload=/bin/kill -HUP $MAINPID' 'WatchdogSec=120s'; do
   grep -qxF "$k" "$unit" || fail "unit lacks $k"
 done
 systemd-analyze security --offline=yes "$T/units/despooler@east.service" \
@@ -273,6 +274,21 @@ want=$(printf '%s\n' "$want" -F "$T/east.properties" --trusted-keys "$T/keys" \
   --metrics 127.0.0.1:0 --keep-versions 3 --on-retire remove)
 [ "$(argv_of "$T/east.conf")" = "$want" ] ||
   fail "every setting gives: $(argv_of "$T/east.conf" | tr '\n' ' ')"
+# No DESPOOL_BOOTSTRAP: no -b, the properties file's bootstrap.servers
+# is the broker list.
+sed 's|^DESPOOL_BOOTSTRAP=.*|DESPOOL_BOOTSTRAP=|' "$T/east.conf" >"$T/east-nob.conf"
+want=$(printf '%s\n' run --site east --library /var/lib/despool/east \
+  -F "$T/east.properties" --trusted-keys "$T/keys" --metrics 127.0.0.1:0 \
+  --keep-versions 3 --on-retire remove)
+[ "$(argv_of "$T/east-nob.conf")" = "$want" ] ||
+  fail "empty DESPOOL_BOOTSTRAP gives: $(argv_of "$T/east-nob.conf" | tr '\n' ' ')"
+if run_unit "$T/east-nob.conf" &&
+  grep -q 'Usage: despooler run' "$T/unit-run.out"; then
+  ok "empty DESPOOL_BOOTSTRAP (bootstrap.servers in -F): command line accepted"
+else
+  cat "$T/unit-run.out" >&2
+  fail "empty DESPOOL_BOOTSTRAP: despooler run refused the command line"
+fi
 for k in DESPOOL_BOOTSTRAP DESPOOL_LIBRARY DESPOOL_KAFKA_PROPERTIES \
   DESPOOL_TRUSTED_KEYS DESPOOL_METRICS DESPOOL_ARGS; do
   grep -q "^$k=" "$R/usr/share/doc/despool/examples/site.conf" ||
@@ -343,6 +359,8 @@ complete_test() { # PROGRAM WORDS... (the command line) -> COMPREPLY
   fail "despooler r<TAB> is not run"
 complete_test despooler run --lib | grep -qx -- --library ||
   fail "despooler run --lib<TAB> is not --library"
+complete_test despooler run --create | grep -qx -- --create-library ||
+  fail "despooler run --create<TAB> is not --create-library"
 complete_test despooler lag --all | grep -qx -- --all-sites ||
   fail "despooler lag --all<TAB> is not --all-sites"
 [ "$(complete_test despooler run --on-retire r)" = remove ] ||
