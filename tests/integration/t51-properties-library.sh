@@ -29,9 +29,10 @@ expect_exit() { # CODE PATTERN CMD...: exit CODE, output matching PATTERN
   grep -qE -e "$pat" <<<"$out" || fail "'$*' said '$out', expected /$pat/"
 }
 
-# (2) Missing library: refused before any broker is contacted.
+# (2) Missing library: refused before any broker is contacted (timeout:
+# a worker that went on anyway is ended, and exits 0, not 2).
 expect_exit 2 "library $L: no such directory \(--create-library creates it\)" \
-  "$DESPOOLER" run -F "$F" --site "$S" --library "$L"
+  timeout 20 "$DESPOOLER" run -F "$F" --site "$S" --library "$L"
 [ ! -e "$T/a" ] || fail "a refused --library created $T/a"
 log "missing --library: exit 2, nothing created"
 
