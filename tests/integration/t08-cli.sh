@@ -54,14 +54,14 @@ done
 secret=Hunter2-$RUN
 mkdir -p "$T/one"; echo one >"$T/one/f"
 for x in "sasl.pasword=$secret" "enable.auto.commit=$secret" "nokeyvalue$secret"; do
-  for c in "$DESPOOLER run -b $B --site s1 --library $T/l" "$PKGPUB -b $B -p app -V 1 $T/one"; do
+  for c in "$DESPOOLER run -b $B --site s1 --library $T/l --create-library" "$PKGPUB -b $B -p app -V 1 $T/one"; do
     rc=0; out=$($c -X "$x" 2>&1) || rc=$?
     [ $rc = 2 ] || [ $rc = 1 ] || fail "'$c -X ...' exited $rc"
     grep -qiE "kafka setting|expected key=value" <<<"$out" || fail "'$c -X $x' did not name the setting: $out"
     ! grep -q "$secret" <<<"$out" || fail "'$c -X $x' echoed the value: $out"
   done
 done
-expect_fail 2 "kafka setting enable.auto.commit" "$DESPOOLER" run -b "$B" --site s1 --library "$T/l" -X enable.auto.commit=maybe
+expect_fail 2 "kafka setting enable.auto.commit" "$DESPOOLER" run -b "$B" --site s1 --library "$T/l" --create-library -X enable.auto.commit=maybe
 # pkgpub's --timeout bounds each step: a 2 s timeout gives up on an
 # unreachable broker well before the default's 30 s.
 expect_fail 2 "--timeout: expected" "$PKGPUB" --timeout 0 -b "$B" -p app -V 1 "$T"

@@ -23,12 +23,12 @@ cp "$T/keys/release.pub" "$T/trusted/"
 # A bad --trusted-keys is a clear start-up error, not a silent open door.
 rc=0; "$DESPOOLER" run -b "$B" --site "$S" --library "$L" --create-library --trusted-keys "$T/nonexistent" \
   2>"$T/bad-dir.err" || rc=$?
-[ $rc = 1 ] && grep -q 'trusted-keys .*nonexistent' "$T/bad-dir.err" ||
+[ $rc = 2 ] && grep -q 'trusted-keys .*nonexistent' "$T/bad-dir.err" ||
   fail "--trusted-keys of a missing directory: exit $rc, $(cat "$T/bad-dir.err")"
 mkdir "$T/empty"
 rc=0; "$DESPOOLER" run -b "$B" --site "$S" --library "$L" --create-library --trusted-keys "$T/empty" \
   2>"$T/empty.err" || rc=$?
-[ $rc = 1 ] && grep -q 'no public key' "$T/empty.err" || fail "empty --trusted-keys: exit $rc, $(cat "$T/empty.err")"
+[ $rc = 2 ] && grep -q 'no public key' "$T/empty.err" || fail "empty --trusted-keys: exit $rc, $(cat "$T/empty.err")"
 
 start_worker w1 "$S" "$L" --trusted-keys "$T/trusted"
 start_worker w2 "$S2" "$L2"

@@ -3,11 +3,11 @@
 # broker list when -b is not given (as kcat takes it): pkgpub publishes,
 # despooler run consumes, despooler lag and status report with only -F;
 # -b given too wins over the file (one whose bootstrap.servers names a
-# dead port), in either order; neither -b nor bootstrap.servers: exit 2
-# naming both. (2) A --library that does not exist is an error (exit 2,
-# the message names the path and --create-library) and nothing is
-# created; with --create-library it is created, parents too; once it
-# exists, no --create-library is needed.
+# dead port), in either order; neither -b nor bootstrap.servers: a usage
+# error (exit 2, lag 3) naming both. (2) A --library that does not exist
+# is an error (exit 2, the message names the path and --create-library)
+# and nothing is created; with --create-library it is created, parents
+# too; once it exists, no --create-library is needed.
 . "$(dirname "$0")/lib.sh"
 
 P=$(pkg app); S=$(site dp); L=$T/a/b/lib
@@ -39,7 +39,8 @@ log "missing --library: exit 2, nothing created"
 # (1) No broker list at all.
 expect_exit 2 "-b BOOTSTRAP is required .*bootstrap.servers in -F" \
   "$DESPOOLER" run -F "$T/none.properties" --site "$S" --library "$T"
-expect_exit 2 "-b BOOTSTRAP is required .*bootstrap.servers in -F" \
+# (lag's usage errors exit 3, UNKNOWN)
+expect_exit 3 "-b BOOTSTRAP is required .*bootstrap.servers in -F" \
   "$DESPOOLER" lag -F "$T/none.properties" --site "$S"
 expect_exit 2 "-b BOOTSTRAP is required .*bootstrap.servers in -F" \
   "$PKGPUB" -F "$T/none.properties" -p "$P" -V 1 "$T"
