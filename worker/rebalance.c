@@ -31,6 +31,19 @@ static void part_list_str(const rd_kafka_topic_partition_list_t *l, char *buf,
                               (int)l->elems[i].partition);
 }
 
+/* The partitions held now (with the cooperative protocol, more than the
+ * last increment), "0,1,2", or "none". */
+static void held_str(const worker *w, char *buf, size_t n)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (int32_t i = 0; i < w->nparts && o + 12 < n; i++)
+        if (w->parts[i].assigned)
+            o += (size_t)snprintf(buf + o, n - o, "%s%d", o ? "," : "", (int)i);
+    if (o == 0)
+        snprintf(buf, n, "none");
+}
+
 static int count_assigned(const worker *w)
 {
     int n = 0;
@@ -144,7 +157,9 @@ void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 list[0] ? list : "none", coop ? "cooperative" : "eager");
         /* READY=1 the first time (an empty assignment too: a member of a
          * group with more members than partitions is ready, idle). */
-        ds_notify_assigned(&w->notify, w->o->site, list[0] ? list : "none");
+        char held[512];
+        held_str(w, held, sizeof(held));
+        ds_notify_assigned(&w->notify, w->o->site, held);
         if (coop)
             e = rd_kafka_incremental_assign(rk, parts);
         else

@@ -9,11 +9,14 @@
 # after SIGTERM, then exits 0. Worker w2 of the same site (on the
 # embedded broker's single partition its first assignment is empty) is
 # ready too, and sends no WATCHDOG=1: its WATCHDOG_PID is another
-# process's.
+# process's. Site S2's workers w3 and w4 use the cooperative protocol, for
+# which librdkafka calls no rebalance callback for an empty assignment:
+# w4, with nothing assigned on the embedded broker, is ready all the same
+# (the worker reads the group's join state from librdkafka's statistics).
 PARTITIONS=1
 . "$(dirname "$0")/lib.sh"
 
-P=$(pkg app); S=$(site dp); L=$T/lib
+P=$(pkg app); S=$(site dp); L=$T/lib; S2=$(site coop); L2=$T/lib2
 
 # listen.py SOCKET OUT WORKERLOG: one line per message of a datagram:
 # "<monotonic seconds> <message> assigned=<yes|no>", assigned saying
@@ -47,8 +50,7 @@ wait_msg() { # N PATTERN SECONDS
   done
   fail "no message /$2/ on notify$1 after $3 s: $(tr '\n' '|' <"$T/notify$1.out" 2>/dev/null)"
 }
-listen 1
-listen 2
+for i in 1 2 3 4; do listen $i; done
 
 # client.id: the range assignor gives the single partition to the member
 # whose id sorts first, w1.
@@ -80,6 +82,22 @@ if [ "$BROKER_KIND" = embedded ]; then
   log "w2 ready on an empty assignment"
 fi
 
+# Cooperative: w3 first (it keeps the partition: sticky), then w4.
+COOP=(-X partition.assignment.strategy=cooperative-sticky)
+NOTIFY_SOCKET=$T/notify3.sock start_worker w3 "$S2" "$L2" "${COOP[@]}"
+wait_msg 3 '^[0-9.]+ READY=1 ' 60
+NOTIFY_SOCKET=$T/notify4.sock start_worker w4 "$S2" "$L2" "${COOP[@]}"
+wait_msg 4 '^[0-9.]+ READY=1 ' 60
+for i in 3 4; do
+  grep -q ' READY=1 assigned=yes$' "$T/notify$i.out" ||
+    fail "w$i: READY=1 came before its msg=assigned"
+done
+if [ "$BROKER_KIND" = embedded ]; then
+  grep -q 'msg=assigned .*partitions=none protocol=cooperative' "$T/w4.log" ||
+    fail "w4's empty cooperative assignment was not logged: $(grep 'msg=assigned' "$T/w4.log")"
+fi
+log "cooperative: w3 and w4 ready ($(grep -m1 -o 'msg=assigned .*' "$T/w4.log" | cut -c1-60))"
+
 # Work while the watchdog runs.
 make_tree "$T/src1" 1 30 64
 publish "$P" 1 "$T/src1" >/dev/null
@@ -104,5 +122,7 @@ wait_msg 1 '^[0-9.]+ STOPPING=1 ' 5
 grep -q 'msg=stopped ' "$T/w1.log" || fail "w1 did not log msg=stopped"
 stop_worker w2
 wait_msg 2 '^[0-9.]+ STOPPING=1 ' 5
+stop_worker w3
+stop_worker w4
 log "STOPPING=1 after SIGTERM, both exited 0 (w1: first ping at $first_ping, READY at $ready1)"
 log "PASS"
