@@ -23,42 +23,6 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         w->fatal = true;
 }
 
-/* Statistics, read only for this: with the cooperative protocol,
- * librdkafka (2.0) calls no rebalance callback for an empty assignment, so
- * a member of a group with more members than partitions would never say
- * READY. The group's join state in the statistics tells when the member
- * has joined and holds its (empty) assignment. Consumer thread (served by
- * rd_kafka_consumer_poll). Returns 0: librdkafka frees json. */
-static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
-{
-    (void)rk;
-    (void)len;
-    worker *w = opaque;
-    if (w->notify.ready || atomic_load(&w->assigned) >= 0)
-        return 0;
-    const char *cg = strstr(json, "\"cgrp\": {");
-    if (cg != NULL && strstr(cg, "\"join_state\": \"steady\"") != NULL &&
-        strstr(cg, "\"assignment_size\": 0 ") != NULL) {
-        ds_info("assigned",
-                "site=%s partitions=none protocol=cooperative "
-                "note=\"joined, nothing assigned\"",
-                w->o->site);
-        atomic_store(&w->assigned, 0);
-        ds_notify_assigned(&w->notify, w->o->site, "none");
-    }
-    return 0;
-}
-
-/* Whether the user's settings choose a cooperative assignor. */
-static bool cooperative(const ds_kconf *kc)
-{
-    bool coop = false;
-    for (size_t i = 0; i < kc->n; i++)
-        if (strcmp(kc->kv[i].key, "partition.assignment.strategy") == 0)
-            coop = strstr(kc->kv[i].value, "cooperative") != NULL;
-    return coop;
-}
-
 int make_clients(worker *w, ds_err *err)
 {
     char errstr[512], group[DS_SITE_MAX + 16], host[64] = "host",
@@ -74,7 +38,6 @@ int make_clients(worker *w, ds_err *err)
     rd_kafka_conf_set_rebalance_cb(c, on_rebalance);
     rd_kafka_conf_set_offset_commit_cb(c, on_commit);
     rd_kafka_conf_set_error_cb(c, on_error);
-    rd_kafka_conf_set_stats_cb(c, on_stats);
     if ((rc = ds_kconf_set(c, "group.id", group, err)) < 0 ||
         (rc = ds_kconf_set(c, "client.id", cid, err)) < 0 ||
         (rc = ds_kconf_set(c, "isolation.level", "read_committed", err)) < 0 ||
@@ -94,8 +57,6 @@ int make_clients(worker *w, ds_err *err)
          * 32 MiB -> 3.8 s, RSS 63 MiB; 64 MiB -> 2.9 s, RSS 101 MiB). */
         (rc = ds_kconf_set(c, "queued.max.messages.kbytes", "32768", err)) <
             0 ||
-        (cooperative(w->o->kc) &&
-         (rc = ds_kconf_set(c, "statistics.interval.ms", "500", err)) < 0) ||
         (rc = ds_kconf_apply(w->o->kc, c, err)) < 0) {
         rd_kafka_conf_destroy(c);
         return rc;
