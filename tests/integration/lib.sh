@@ -466,6 +466,11 @@ kafka_client_quota() {
   kafka_cli kafka-configs --alter --entity-type clients --entity-default --add-config "$1"
 }
 
+# kafka_client_quota_clear KEY[,KEY...]: remove those quotas again.
+kafka_client_quota_clear() {
+  kafka_cli kafka-configs --alter --entity-type clients --entity-default --delete-config "$1"
+}
+
 # partition_count TOPIC (Apache Kafka only).
 partition_count() {
   kafka_cli kafka-topics --describe --topic "$1"

@@ -62,6 +62,9 @@ PIDS+=($!)
 sleep 1
 grep -q "msg=finalized .*package=$P version=1 " "$T/w1.log" &&
   fail "version 1 finalized right at the kill: not mid-fetch; make the tree bigger"
+# Mid-fetch for sure: the rest may come at full speed (the parts of the
+# dead leader's partitions still wait for the new leaders).
+kafka_client_quota_clear consumer_byte_rate >>"$T/quota.out"
 
 wait_current "$L" "$P" 1 180
 t1=$SECONDS
