@@ -137,6 +137,17 @@ else
     "warning(s), $(grep -c '^I:' "$T/lintian.out" || true) info"
 fi
 
+step "apt: the package's Depends resolve on this Debian"
+# A simulation (apt-get -s): apt plans the install of the .deb with what
+# this machine has and its archive offers, and changes nothing.
+if apt-get install -s "$deb" >"$T/apt.out" 2>&1 &&
+  grep -q '^Inst despool ' "$T/apt.out"; then
+  ok "apt-get -s install: $(grep -c '^Inst ' "$T/apt.out") package(s) to install, despool among them"
+else
+  tail -5 "$T/apt.out" >&2
+  fail "apt-get -s install $deb"
+fi
+
 step "dpkg --root: unpack into a scratch root"
 R=$T/root
 mkdir -p "$R/var/lib/dpkg/info" "$R/var/lib/dpkg/updates" \
