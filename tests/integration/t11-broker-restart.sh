@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Broker restart in the middle of an update (Apache Kafka only: the
-# embedded broker keeps nothing across a restart). A ~190 MiB
-# incompressible update is published; when the worker has started it, the
-# broker is frozen for a moment (SIGSTOP: the worker has at most its 16 MiB
-# prefetch), then stopped with scripts/kafka stop (a controlled shutdown
-# still serves fetches for a second or two: hence the size), kept down
-# ~5 s and started again from the same directory (same ports, topics,
-# offsets). The update must still be unfinished when the broker is down.
+# embedded broker keeps nothing across a restart). A ~64 MiB
+# incompressible update is published; the site reads it at 6 MiB/s (a
+# client quota, consumer_byte_rate: a schema 2 version's parts otherwise
+# came in ~1 s, before the broker was down). When the worker has started
+# it, the broker is frozen for a moment (SIGSTOP), then stopped with
+# scripts/kafka stop (a controlled shutdown still serves fetches for a
+# second or two), kept down ~5 s and started again from the same directory
+# (same ports, topics, offsets, quota). The update must still be
+# unfinished when the broker is down.
 # The worker must say so in its log (kafka-error), recover by itself,
 # finalize the update exactly once, byte-identical, and commit: lag 0.
 if [ "${DESPOOL_BROKER:-embedded}" != kafka ]; then
@@ -20,10 +22,8 @@ fi
 . "$(dirname "$0")/lib.sh"
 
 P=$(pkg big); S=$(site dp); L=$T/lib
-# Many 8 KiB files of random data that zstd cannot shrink: the worker
-# extracts them at ~50 MB/s here, so most of the update is still to be
-# fetched when the broker goes down.
-python3 - "$T/src/$P/1" "${DESPOOL_T11_FILES:-24000}" <<'PY'
+# Many 8 KiB files of random data that zstd cannot shrink.
+python3 - "$T/src/$P/1" "${DESPOOL_T11_FILES:-8000}" <<'PY'
 import os, sys
 d = sys.argv[1]
 for i in range(int(sys.argv[2])):
@@ -40,6 +40,7 @@ PY
 publish "$P" 1 "$T/src/$P/1" >"$T/pub.json"
 log "published: $(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["chunks"], "chunks,", j["zsize"], "bytes")' "$T/pub.json")"
 
+kafka_client_quota consumer_byte_rate=6291456 >"$T/quota.out"
 start_sampler smp "$L" "$T/src" "$P"
 start_worker w1 "$S" "$L"
 W=$(wpid w1)
@@ -48,14 +49,14 @@ KPID=$(cat "$KAFKA_STATE/kafka.pid")
 kill -STOP "$KPID"
 sleep 0.5
 grep -q "msg=finalized .*package=$P " "$T/w1.log" &&
-  fail "update finalized before the broker went down; make the tree bigger"
+  fail "update finalized before the broker went down; make the tree bigger or the quota smaller"
 t0=$SECONDS
 "$SRC/scripts/kafka" stop --dir "$KAFKA_STATE" >"$T/kafka-stop.log" 2>&1 & STOPPER=$!
 sleep 0.3
 kill -CONT "$KPID"
 wait $STOPPER || { cat "$T/kafka-stop.log"; fail "scripts/kafka stop failed"; }
 grep -q "msg=finalized .*package=$P " "$T/w1.log" &&
-  fail "update finalized while the broker was shutting down: not mid-update at the outage; make the tree bigger (DESPOOL_T11_FILES)"
+  fail "update finalized while the broker was shutting down: not mid-update at the outage; make the tree bigger (DESPOOL_T11_FILES) or the quota smaller"
 log "broker stopped in $((SECONDS - t0)) s with the update unfinished"
 sleep 5
 kill -0 "$W" 2>/dev/null || fail "worker died while the broker was down"
