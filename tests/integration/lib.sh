@@ -696,3 +696,31 @@ wait_publishers() {
   n=$(cat "$T"/pub*.out | grep -c '"package"' || true)
   [ "$n" = "$1" ] || fail "published $n updates, expected $1"
 }
+
+# put_status_records: write pkg.status records as a site's worker (or
+# pkgpub, site _published) would, msgpack maps keyed SITE/PACKAGE, one
+# per stdin line: SITE<TAB>PACKAGE<TAB>VERSION<TAB>STATE<TAB>DETAIL, where
+# DETAIL takes Python bytes escapes (\n, \\, \xff) for what a shell
+# cannot pass. at_ms is now. t09 and t55 use it.
+put_status_records() {
+  cat >"$T/status.tsv"
+  python3 - "$T" <<'PY' || fail "put_status_records: bad input"
+import codecs, sys, time
+t = sys.argv[1]
+def s(b):
+    return (bytes([0xa0 | len(b)]) if len(b) < 32 else bytes([0xd9, len(b)])) + b
+def u(v):
+    return b"\xcf" + v.to_bytes(8, "big")
+now = int(time.time() * 1000)
+with open(f"{t}/status.list", "w") as lst:
+    for i, line in enumerate(open(f"{t}/status.tsv").read().splitlines()):
+        site, pkg, v, state, detail = line.split("\t")
+        d = codecs.escape_decode(detail.encode())[0]
+        rec = (b"\x86" + s(b"site") + s(site.encode()) + s(b"package") + s(pkg.encode())
+               + s(b"version") + u(int(v)) + s(b"state") + s(state.encode())
+               + s(b"detail") + s(d) + s(b"at_ms") + u(now))
+        open(f"{t}/status.{i}", "wb").write(rec)
+        lst.write(f"{site}/{pkg} {t}/status.{i}\n")
+PY
+  "$KTOOL" put -b "$B" -t pkg.status -l "$T/status.list" >/dev/null || fail "ktool put status records"
+}

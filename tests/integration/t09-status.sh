@@ -43,26 +43,13 @@ assert sites[sys.argv[2]]["version"] == 1 and sites[sys.argv[2]]["mark"] == "beh
 # tool retired by the publisher, kept at east, not yet acted on at west;
 # lib retired, removed at east, never at west.
 P2=$(pkg tool); P3=$(pkg lib)
-python3 - "$T" "$S1" "$S2" "$P2" "$P3" <<'PY'
-import sys, time
-t, east, west, tool, lib = sys.argv[1:]
-def s(x):
-    b = x.encode()
-    return (bytes([0xa0 | len(b)]) if len(b) < 32 else bytes([0xd9, len(b)])) + b
-def u(v):
-    return b"\xcf" + v.to_bytes(8, "big")
-now = int(time.time() * 1000)
-recs = [("_published", tool, 3, "retired", ""), (east, tool, 3, "retired", "kept"),
-        (west, tool, 3, "installed", ""), ("_published", lib, 1, "retired", ""),
-        (east, lib, 1, "retired", "removed")]
-with open(f"{t}/status.list", "w") as lst:
-    for i, (site, pkg, v, state, detail) in enumerate(recs):
-        rec = (b"\x86" + s("site") + s(site) + s("package") + s(pkg) + s("version") + u(v)
-               + s("state") + s(state) + s("detail") + s(detail) + s("at_ms") + u(now))
-        open(f"{t}/status.{i}", "wb").write(rec)
-        lst.write(f"{site}/{pkg} {t}/status.{i}\n")
-PY
-"$KTOOL" put -b "$B" -t pkg.status -l "$T/status.list" >/dev/null || fail "ktool put status records"
+put_status_records <<EOF
+_published	$P2	3	retired	
+$S1	$P2	3	retired	kept
+$S2	$P2	3	installed	
+_published	$P3	1	retired	
+$S1	$P3	1	retired	removed
+EOF
 "$DESPOOLER" status -b "$B" --package "$P2" >"$T/out2" 2>"$T/err2" || fail "status exited $?: $(cat "$T/out2" "$T/err2")"
 cat "$T/out2"
 [ ! -s "$T/err2" ] || fail "status complained: $(cat "$T/err2")"

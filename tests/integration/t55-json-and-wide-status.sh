@@ -31,25 +31,7 @@ python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); assert j["transacti
 LS=$(printf 'site-%s-%s' "$RUN" "$(printf 'x%.0s' $(seq 48))")   # 60 characters
 LP=$(printf 'pkg-%s-%s' "$RUN" "$(printf 'y%.0s' $(seq 89))")    # 100 characters
 [ ${#LS} = 60 ] && [ ${#LP} = 100 ] || fail "name lengths ${#LS} ${#LP}"
-python3 - "$T" "$LS" "$LP" <<'PY'
-import sys, time
-t, site, pkg = sys.argv[1:]
-def s(x):
-    b = x if isinstance(x, bytes) else x.encode()
-    return (bytes([0xa0 | len(b)]) if len(b) < 32 else bytes([0xd9, len(b)])) + b
-def u(v):
-    return b"\xcf" + v.to_bytes(8, "big")
-now = int(time.time() * 1000)
-recs = [("_published", pkg, 12345, "installed", b""),
-        (site, pkg, 12344, "failed", b'say "no" \\ \n \xff\xfe end')]
-with open(f"{t}/status.list", "w") as lst:
-    for i, (st, p, v, state, detail) in enumerate(recs):
-        rec = (b"\x86" + s("site") + s(st) + s("package") + s(p) + s("version") + u(v)
-               + s("state") + s(state) + s("detail") + s(detail) + s("at_ms") + u(now))
-        open(f"{t}/status.{i}", "wb").write(rec)
-        lst.write(f"{st}/{p} {t}/status.{i}\n")
-PY
-"$KTOOL" put -b "$B" -t pkg.status -l "$T/status.list" >/dev/null || fail "ktool put status records"
+printf '_published\t%s\t12345\tinstalled\t\n%s\t%s\t12344\tfailed\tsay "no" \\\\ \\n \\xff\\xfe end\n' "$LP" "$LS" "$LP" | put_status_records
 rc=0; "$DESPOOLER" status -b "$B" --package "$LP" >"$T/st.out" 2>"$T/st.err" || rc=$?
 [ $rc = 1 ] || fail "status exited $rc (expected 1: a failed site): $(cat "$T/st.out" "$T/st.err")"
 cat "$T/st.out"
