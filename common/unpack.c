@@ -50,6 +50,16 @@
 #define PIPE_SLOTS    4
 #define PIPE_SLOT     (1024 * 1024)
 
+/* Streams declaring more than KICK_MIN_SIZE bytes start the writeback of
+ * each file's pages as soon as KICK_EVERY bytes of it (or all of it) are
+ * written: sync_file_range(SYNC_FILE_RANGE_WRITE), as git's batch fsync
+ * mode does. The update's syncfs still makes them durable; it then waits
+ * for I/O that ran beside the extraction instead of starting all of it at
+ * the end (1 GiB: 3.7 s of syncfs before). Small updates leave it to the
+ * group's shared syncfs, which merges their writes. */
+#define KICK_MIN_SIZE (1024 * 1024)
+#define KICK_EVERY    (8 * 1024 * 1024)
+
 /* A directory whose mode and mtime are applied once its content is in. */
 typedef struct dir_fixup {
     size_t path_off; /* into fixbuf, NUL-terminated */
@@ -115,6 +125,7 @@ typedef struct unpacker {
     size_t outcap;
     uint64_t entries;
     uint64_t tree; /* sum of the sizes of the regular files so far */
+    int kick;      /* start each file's writeback early (KICK_MIN_SIZE) */
 
     int dest_fd;
     /* The last parent directory opened, kept open: entries arrive depth
@@ -131,6 +142,16 @@ typedef struct unpacker {
     char *fixbuf;
     size_t fixlen, capfixbuf;
 } unpacker;
+
+/* Start writing back [from, to) of fd (to = 0: to its end). Only a hint:
+ * a filesystem without it (EINVAL, ESPIPE) just writes at the syncfs, and
+ * a write error is reported there too (syncfs reads the filesystem's
+ * error cursor), so a failure here changes nothing and is not reported. */
+static void kick_writeback(int fd, int64_t from, int64_t to)
+{
+    (void)sync_file_range(fd, from, to > from ? to - from : 0,
+                          SYNC_FILE_RANGE_WRITE);
+}
 
 /* --- decompression: the read side of libarchive ------------------------- */
 
@@ -768,7 +789,7 @@ static int put_file(unpacker *u, struct archive *a, struct archive_entry *e,
      * beyond the size that was counted against the declared one. */
     int64_t size = archive_entry_size(e);
     int rc = 0;
-    int64_t end = 0;
+    int64_t end = 0, kicked = 0;
     for (;;) {
         const void *buf;
         size_t len;
@@ -796,7 +817,13 @@ static int put_file(unpacker *u, struct archive *a, struct archive_entry *e,
             goto out;
         }
         end += (int64_t)len;
+        if (u->kick && end - kicked >= KICK_EVERY) {
+            kick_writeback(fd, kicked, end);
+            kicked = end;
+        }
     }
+    if (u->kick && end > kicked)
+        kick_writeback(fd, kicked, 0);
     if (end != size) {
         rc = ds_err_set(u->err, -EBADMSG, "corrupt-tar",
                         "unpack %s: entry %s: %lld bytes of data, its header "
@@ -1139,6 +1166,7 @@ static int unpacker_init(unpacker *u)
         u->opts->thread_above ? u->opts->thread_above : PIPE_MIN_SIZE;
     if (u->opts->size > above)
         pipe_start(u);
+    u->kick = u->opts->size > KICK_MIN_SIZE;
     if (u->p == NULL) {
         /* No larger than the stream needs: small updates come by the
          * thousand, some at once. */

@@ -45,6 +45,23 @@ static void nap_ms(unsigned ms)
 #define VERIFY_AHEAD 6
 #define OUTS_MAX     (VERIFY_AHEAD + 1) /* decompressed buffers per fetch */
 
+/* Parts a fetch takes when their records come by, though only the first
+ * DS_FETCH_WINDOW of them are sought: a partition read for a wanted part
+ * goes on to the next records, and those are mostly this version's later
+ * parts (dropping them cost a seek back and a second read of each). A
+ * record waits in a buffer of FRAME_CAP bytes, given back once its part is
+ * checked; a wanted part always gets one, a later part only while the
+ * buffers in use plus one for each wanted part not received yet stay
+ * under FRAMES_MAX (so at most FRAMES_MAX + DS_FETCH_WINDOW exist). A
+ * partition with no wanted part stays resumed while one of the later
+ * parts is next in it and there is room: no pause, and no fetch round
+ * trip to resume it. Fixed-size buffers, reused: records of every size
+ * coming and going fragmented the heap (RSS 10-20 MiB higher). */
+#define RING       64
+#define FRAMES_MAX 16
+#define FRAME_CAP  (DS_PART_ZSIZE_MAX + 4096) /* a part event's largest */
+#define FRAMES_ALL (FRAMES_MAX + DS_FETCH_WINDOW)
+
 /* A slot's life: WANT -> GOT (the fetcher copied the record) ->
  * VERIFYING (a verifier checks it) -> READY (checked: out holds its
  * bytes, or vrc < 0 says why not); or WANT -> MISSING. */
@@ -60,7 +77,8 @@ typedef struct slot {
     uint8_t key[KEY_CAP];
     size_t keylen; /* may exceed KEY_CAP: then the key is wrong anyway */
     uint8_t *val;
-    size_t vallen, valcap;
+    size_t vallen;
+    bool pooled;   /* val is one of the fetch's buffers */
     char why[160]; /* S_MISSING */
     uint8_t *out;  /* S_READY: the part's bytes, outlen of them */
     size_t outlen;
@@ -75,7 +93,9 @@ struct ds_fetch {
     ds_part_ref *refs;
     size_t n;
     size_t head; /* the part next() hands out next */
-    slot win[DS_FETCH_WINDOW];
+    slot win[RING];
+    uint8_t *frames[FRAMES_ALL]; /* the free buffers */
+    unsigned nfree, nframes;
     bool cancelled;
     unsigned busy; /* slots a verifier is checking: close waits */
     uint8_t *out;  /* the reader's: the bytes handed out last */
@@ -134,7 +154,7 @@ static int make_consumer(ds_partfetch *pf, ds_err *err)
          * 2.0.2 would stall every partition that reached it. */
         (rc = ds_kconf_set(c, "queued.max.messages.kbytes", "65536", err)) <
             0 ||
-        (rc = ds_kconf_set(c, "fetch.max.bytes", "8388608", err)) < 0 ||
+        (rc = ds_kconf_set(c, "fetch.max.bytes", "4194304", err)) < 0 ||
         (rc = ds_kconf_set(c, "fetch.wait.max.ms", "100", err)) < 0 ||
         (rc = ds_kconf_apply(pf->kc, c, err)) < 0) {
         rd_kafka_conf_destroy(c);
@@ -231,22 +251,49 @@ static void passed(ds_partfetch *pf, slot *s, int32_t p, const char *fmt, ...)
     s->state = S_MISSING;
 }
 
-/* Visit every wanted slot (under mu). */
-#define FOR_WANTED(pf, f, s, r)                                                \
+/* Visit every slot still waiting for its record among the first SPAN
+ * parts from each fetch's head (under mu); i_ is the part's index. */
+#define FOR_WAITING(pf, f, s, r, SPAN)                                         \
     for (ds_fetch *f = (pf)->fetches; f != NULL; f = f->next)                  \
-        for (size_t i_ = f->head; i_ < f->n && i_ < f->head + DS_FETCH_WINDOW; \
-             i_++)                                                             \
-            for (slot *s = &f->win[i_ % DS_FETCH_WINDOW]; s != NULL; s = NULL) \
+        for (size_t i_ = f->head; i_ < f->n && i_ < f->head + (SPAN); i_++)    \
+            for (slot *s = &f->win[i_ % RING]; s != NULL; s = NULL)            \
                 for (const ds_part_ref *r = &f->refs[i_]; r != NULL; r = NULL) \
                     if (s->state == S_WANT)
+/* The wanted ones: what the partitions are read for. */
+#define FOR_WANTED(pf, f, s, r) FOR_WAITING(pf, f, s, r, DS_FETCH_WINDOW)
+
+/* Under mu: may a part beyond f's window take a buffer? */
+static bool spare_frame(const ds_fetch *f)
+{
+    unsigned used = f->nframes - f->nfree, want = 0;
+    for (size_t i = f->head; i < f->n && i < f->head + DS_FETCH_WINDOW; i++)
+        want += f->win[i % RING].state == S_WANT;
+    return used + want < FRAMES_MAX;
+}
 
 /* Under mu: where each partition must read. need[p] = lowest wanted
- * offset, -1 for none. Refs to partitions the topic lacks are missing
- * (after one metadata refresh, done by the caller: *refresh). */
+ * offset; -1 for none, -2 for none but stay resumed (the record it reads
+ * next is one a fetch takes, RING). Refs to partitions the topic lacks
+ * are missing (after one metadata refresh, done by the caller:
+ * *refresh). */
 static void plan(ds_partfetch *pf, int64_t *need, bool *refresh)
 {
     for (int32_t p = 0; p < pf->nparts; p++)
         need[p] = -1;
+    for (ds_fetch *f = pf->fetches; f != NULL; f = f->next) {
+        if (!spare_frame(f))
+            continue;
+        for (size_t i = f->head + DS_FETCH_WINDOW;
+             i < f->n && i < f->head + RING; i++) {
+            const ds_part_ref *r = &f->refs[i];
+            if (f->win[i % RING].state != S_WANT || r->partition >= pf->nparts)
+                continue;
+            const pstate *ps = &pf->ps[r->partition];
+            if (ps->resumed && ps->pos >= 0 && r->offset >= ps->pos &&
+                r->offset <= ps->pos + SKIP_AHEAD)
+                need[r->partition] = -2;
+        }
+    }
     uint64_t now = ds_mono_ms();
     FOR_WANTED(pf, f, s, r)
     {
@@ -299,13 +346,19 @@ static void apply(ds_partfetch *pf, const int64_t *need)
     for (int32_t p = 0; p < pf->nparts; p++) {
         pstate *ps = &pf->ps[p];
         if (need[p] < 0) {
-            if (ps->resumed)
+            if (need[p] == -1 && ps->resumed)
                 rd_kafka_topic_partition_list_add(pause, pf->topic, p);
             continue;
         }
-        if (ps->pos < 0 || need[p] < ps->pos || need[p] > ps->pos + SKIP_AHEAD)
+        bool far =
+            ps->pos < 0 || need[p] < ps->pos || need[p] > ps->pos + SKIP_AHEAD;
+        /* A resume alone does not wake the broker's thread in 2.0.2 (a
+         * seek does): with nothing else in flight the partition would sit
+         * until the thread's 1 s timeout. So a resumed partition is also
+         * seeked, to where it is if it reads on from there. */
+        if (far || !ps->resumed)
             rd_kafka_topic_partition_list_add(seek, pf->topic, p)->offset =
-                need[p];
+                far ? need[p] : ps->pos;
         if (!ps->resumed)
             rd_kafka_topic_partition_list_add(resume, pf->topic, p);
     }
@@ -313,6 +366,12 @@ static void apply(ds_partfetch *pf, const int64_t *need)
         rd_kafka_pause_partitions(pf->rk, pause);
         for (int i = 0; i < pause->cnt; i++)
             pf->ps[pause->elems[i].partition].resumed = false;
+    }
+    /* Resumed before the seek: the seek's wake-up finds it fetchable. */
+    if (resume->cnt > 0) {
+        rd_kafka_resume_partitions(pf->rk, resume);
+        for (int i = 0; i < resume->cnt; i++)
+            pf->ps[resume->elems[i].partition].resumed = true;
     }
     if (seek->cnt > 0) {
         rd_kafka_error_t *e = rd_kafka_seek_partitions(pf->rk, seek, 5000);
@@ -334,11 +393,6 @@ static void apply(ds_partfetch *pf, const int64_t *need)
             pthread_mutex_unlock(&pf->mu);
         }
     }
-    if (resume->cnt > 0) {
-        rd_kafka_resume_partitions(pf->rk, resume);
-        for (int i = 0; i < resume->cnt; i++)
-            pf->ps[resume->elems[i].partition].resumed = true;
-    }
     pthread_mutex_lock(&pf->mu);
     for (int32_t p = 0; p < pf->nparts; p++)
         if (need[p] >= 0 && pf->ps[p].pos >= 0 && pf->ps[p].resumed)
@@ -349,14 +403,23 @@ static void apply(ds_partfetch *pf, const int64_t *need)
     rd_kafka_topic_partition_list_destroy(pause);
 }
 
-static int keep(slot *s, const rd_kafka_message_t *m)
+/* Under mu: copy record m into slot s, in one of f's buffers (a record
+ * too large for one is no part event: it gets its own, to be refused by
+ * the check). Returns 0, or -1 out of memory. */
+static int keep(ds_fetch *f, slot *s, const rd_kafka_message_t *m)
 {
-    if (s->valcap < m->len) {
-        uint8_t *v = realloc(s->val, m->len);
-        if (v == NULL)
+    if (m->len > FRAME_CAP) {
+        if ((s->val = malloc(m->len)) == NULL)
             return -1;
-        s->val = v;
-        s->valcap = m->len;
+        s->pooled = false;
+    } else if (f->nfree > 0) {
+        s->val = f->frames[--f->nfree];
+        s->pooled = true;
+    } else {
+        if ((s->val = malloc(FRAME_CAP)) == NULL)
+            return -1;
+        f->nframes++;
+        s->pooled = true;
     }
     memcpy(s->val, m->payload, m->len);
     s->vallen = m->len;
@@ -407,15 +470,18 @@ static void route(ds_partfetch *pf, const rd_kafka_message_t *m)
         pf->st.records++;
         ps->pos = m->offset + 1;
         bool used = false;
-        FOR_WANTED(pf, f, s, r)
+        FOR_WAITING(pf, f, s, r, RING)
         {
             if (r->partition != p)
                 continue;
+            bool wanted = i_ < f->head + DS_FETCH_WINDOW;
             if (r->offset == m->offset) {
+                if (!wanted && !spare_frame(f))
+                    continue; /* no room: sought again in its turn */
                 if (m->payload == NULL) {
                     slot_missing(s, "a tombstone at partition %d offset %lld",
                                  (int)p, (long long)m->offset);
-                } else if (keep(s, m) < 0) {
+                } else if (keep(f, s, m) < 0) {
                     slot_missing(s, "out of memory keeping %zu bytes", m->len);
                     s->why[0] = '!'; /* internal, not the input's fault */
                 }
@@ -562,10 +628,10 @@ static void *verifier_main(void *arg)
             for (ds_fetch *g = pf->fetches; g != NULL && s == NULL;
                  g = g->next) {
                 size_t i = g->head + k;
-                if (i < g->n && g->win[i % DS_FETCH_WINDOW].state == S_GOT &&
+                if (i < g->n && g->win[i % RING].state == S_GOT &&
                     (g->npool > 0 || g->nouts < OUTS_MAX)) {
                     f = g;
-                    s = &g->win[i % DS_FETCH_WINDOW];
+                    s = &g->win[i % RING];
                     ref = &g->refs[i];
                 }
             }
@@ -581,10 +647,21 @@ static void *verifier_main(void *arg)
             f->nouts++; /* verify_slot allocates it */
         pthread_mutex_unlock(&pf->mu);
         verify_slot(f, s, ref);
+        uint8_t *spent = s->val; /* the record is done with */
         pthread_mutex_lock(&pf->mu);
+        s->val = NULL;
+        if (s->pooled && f->nfree < FRAMES_ALL) {
+            f->frames[f->nfree++] = spent; /* free for the next record */
+            spent = NULL;
+        } else if (s->pooled) {
+            f->nframes--; /* cannot happen (FRAMES_ALL), but never overrun */
+        }
         s->state = S_READY;
         f->busy--;
         pthread_cond_broadcast(&pf->cv);
+        pthread_mutex_unlock(&pf->mu);
+        free(spent);
+        pthread_mutex_lock(&pf->mu);
     }
     pthread_mutex_unlock(&pf->mu);
     return NULL;
@@ -666,7 +743,7 @@ int ds_fetch_open(ds_partfetch *pf, const char *package,
     f->n = n;
     f->pf = pf;
     snprintf(f->package, sizeof(f->package), "%s", package);
-    for (size_t i = 0; i < n && i < DS_FETCH_WINDOW; i++)
+    for (size_t i = 0; i < n && i < RING; i++)
         slot_want(&f->win[i], i);
     pthread_mutex_lock(&pf->mu);
     int rc = 0;
@@ -707,7 +784,7 @@ int ds_fetch_next(ds_fetch *f, const void **buf, size_t *len, ds_err *err)
     }
     size_t i = f->head;
     const ds_part_ref *r = &f->refs[i];
-    slot *s = &f->win[i % DS_FETCH_WINDOW];
+    slot *s = &f->win[i % RING];
     while (
         (s->state == S_WANT || s->state == S_GOT || s->state == S_VERIFYING) &&
         !f->cancelled)
@@ -750,8 +827,8 @@ int ds_fetch_next(ds_fetch *f, const void **buf, size_t *len, ds_err *err)
     s->out = NULL;
     s->state = S_FREE;
     f->head++;
-    if (i + DS_FETCH_WINDOW < f->n)
-        slot_want(s, i + DS_FETCH_WINDOW);
+    if (i + RING < f->n)
+        slot_want(s, i + RING);
     wake(pf);
     /* A buffer came back and the verify window moved: parts that arrived
      * ahead may be checked now. */
@@ -787,7 +864,9 @@ void ds_fetch_close(ds_fetch *f)
         pthread_cond_wait(&pf->cv, &pf->mu);
     wake(pf);
     pthread_mutex_unlock(&pf->mu);
-    for (size_t i = 0; i < DS_FETCH_WINDOW; i++) {
+    for (unsigned i = 0; i < f->nfree; i++)
+        free(f->frames[i]);
+    for (size_t i = 0; i < RING; i++) {
         free(f->win[i].val);
         free(f->win[i].out);
     }
