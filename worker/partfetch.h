@@ -32,9 +32,9 @@
  * all in use stay under 16 (at most 32 in all; 16 when the reader keeps
  * up), plus seven decompressed parts (the reader's and six checked
  * ahead). Measured on the bench's 1 GiB tree (1,177 parts, Kafka on the
- * same 2 cores): 5.3-6.2 s from commit to finalized, peak worker RSS
- * 60-64 MiB (before the later parts were taken and resumes seeked:
- * 10-13 s, 61-71 MiB).
+ * same 2 cores): 7.1 s from commit to finalized in the bench, 5.1-6.2 s
+ * from a broker at rest, peak worker RSS 57-64 MiB (before the later
+ * parts were kept and resumes seeked: 10-23 s, 61-78 MiB).
  */
 #ifndef DS_PARTFETCH_H
 #define DS_PARTFETCH_H
