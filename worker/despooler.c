@@ -25,22 +25,28 @@
 #include "worker.h"
 #include "numparse.h"
 
-/* The handlers only set these; `run` passes both to the worker. */
-static volatile sig_atomic_t stop_flag, reload_flag;
+/* The handlers only set these; `run` passes them to the worker. stop_flag
+ * holds the stopping signal's number, stop_sender the pid that sent it
+ * (0: the kernel, or not known), for the log. */
+static volatile sig_atomic_t stop_flag, stop_sender, reload_flag;
 
-static void on_signal(int sig)
+static void on_signal(int sig, siginfo_t *si, void *uc)
 {
-    if (sig == SIGHUP)
+    (void)uc;
+    if (sig == SIGHUP) {
         reload_flag = 1;
-    else
-        stop_flag = 1;
+        return;
+    }
+    stop_sender = si != NULL ? (sig_atomic_t)si->si_pid : 0;
+    stop_flag = sig;
 }
 
 static void install_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
+    sa.sa_sigaction = on_signal;
+    sa.sa_flags = SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
@@ -59,8 +65,8 @@ static void install_reload_signal(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESTART;
+    sa.sa_sigaction = on_signal;
+    sa.sa_flags = SA_RESTART | SA_SIGINFO;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGHUP, &sa, NULL);
 }
@@ -351,6 +357,7 @@ static int cmd_run(int argc, char **argv)
         .max_in_flight = 16,
         .on_retire = DS_RETIRE_KEEP,
         .stop = &stop_flag,
+        .stop_sender = &stop_sender,
         .reload = &reload_flag,
     };
     int c, rc = 0;

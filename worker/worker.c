@@ -755,7 +755,17 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
     unsigned in_flight = 0;
     for (flight *f = w.flights; f != NULL; f = f->next)
         in_flight += f->u != NULL;
-    ds_info("stopping", "site=%s in_flight=%u", o->site, in_flight);
+    if (*o->stop != 0) {
+        int sig = (int)*o->stop;
+        const char *name = sig == SIGTERM ? "SIGTERM"
+                           : sig == SIGINT ? "SIGINT"
+                                           : "other";
+        ds_info("stopping", "site=%s in_flight=%u signal=%s(%d) sender_pid=%d",
+                o->site, in_flight, name, sig,
+                o->stop_sender != NULL ? (int)*o->stop_sender : 0);
+    } else {
+        ds_info("stopping", "site=%s in_flight=%u", o->site, in_flight);
+    }
     /* From here on systemd's stop timeout (TimeoutStopSec) applies, not
      * the watchdog: draining may take long. */
     ds_notify_stopping(&w.notify, o->site);

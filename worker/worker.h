@@ -25,7 +25,10 @@ typedef struct ds_worker_opts {
     unsigned max_in_flight;         /* updates extracting at once, >= 1 */
     const char *metrics_addr;       /* --metrics HOST:PORT, or NULL */
     const char *trusted_keys;       /* require signatures by these, or NULL */
-    volatile sig_atomic_t *stop;    /* set by SIGTERM/SIGINT */
+    /* Set (to the signal's number) by SIGTERM/SIGINT; *stop_sender is the
+     * sending pid then (0: unknown). stop_sender may be NULL. */
+    volatile sig_atomic_t *stop;
+    volatile sig_atomic_t *stop_sender;
     /* Set by SIGHUP: re-read --trusted-keys; the worker clears it. NULL:
      * no reloads. */
     volatile sig_atomic_t *reload;
