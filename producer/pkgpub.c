@@ -29,7 +29,8 @@ static void usage(FILE *out)
         "\n"
         "Publish VERSION of PACKAGE from SOURCE (a directory or a tar file)\n"
         "in one Kafka transaction. Schema 2 (the default): the tar stream\n"
-        "cut into parts of 896 KiB on pkg.content (parts the package's\n"
+        "cut into parts of 128-896 KiB where its content says (so a change\n"
+        "moves only the cuts near it) on pkg.content (parts the package's\n"
         "newest manifest already references are reused, not sent), a\n"
         "manifest on pkg.updates keyed by PACKAGE, tombstones for the parts\n"
         "it no longer references; up to 256 KiB compressed, the manifest\n"
@@ -77,8 +78,11 @@ static void usage(FILE *out)
         "                            schema 2 one per core)\n"
         "      --chunk-size BYTES    schema 1: chunk payload (default and max\n"
         "                            921600)\n"
-        "      --part-size BYTES     schema 2: cut parts of BYTES (1024 ..\n"
-        "                            917504, the default): tests only\n"
+        "      --cut content|fixed   schema 2: where parts end: content\n"
+        "                            (default; schemas/v2 section 8) or every\n"
+        "                            896 KiB (every --part-size BYTES)\n"
+        "      --part-size BYTES     schema 2, --cut fixed: parts of BYTES\n"
+        "                            (1024 .. 917504, the default; tests)\n"
         "Signing (Ed25519; sites with --trusted-keys require it):\n"
         "      --sign-key FILE       private key (PEM), e.g. from pkgpub "
         "keygen\n"
@@ -128,6 +132,7 @@ enum {
     OPT_DIR,
     OPT_SCHEMA,
     OPT_PART_SIZE,
+    OPT_CUT,
     OPT_TIMEOUT,
     OPT_LOG_LEVEL,
 };
@@ -425,6 +430,7 @@ int main(int argc, char **argv)
         {"key-id", required_argument, NULL, OPT_KEY_ID},
         {"schema", required_argument, NULL, OPT_SCHEMA},
         {"part-size", required_argument, NULL, OPT_PART_SIZE},
+        {"cut", required_argument, NULL, OPT_CUT},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"help", no_argument, NULL, 'h'},
@@ -460,7 +466,7 @@ int main(int argc, char **argv)
         .chunk_size = DS_CHUNK_MAX,
         .timeout_ms = 30000,
     };
-    int c, rc = 0, json = 0;
+    int c, rc = 0, json = 0, cut = -1;
     uint64_t v;
     ds_err err;
     while (rc == 0 && (c = getopt_long(argc, argv, "b:X:F:p:V:L:T:t:h", opts,
@@ -500,6 +506,14 @@ int main(int argc, char **argv)
             if (ds_parse_u64(optarg, &v) < 0 || v < 1024 || v > DS_PART_MAX)
                 rc = fail("--part-size: expected 1024..917504");
             o.part_size = (size_t)v;
+            break;
+        case OPT_CUT:
+            if (strcmp(optarg, "content") == 0)
+                cut = DS_CUT_CONTENT;
+            else if (strcmp(optarg, "fixed") == 0)
+                cut = DS_CUT_FIXED;
+            else
+                rc = fail("--cut: expected content or fixed");
             break;
         case OPT_SCHEMA:
             if (strcmp(optarg, "1") == 0 || strcmp(optarg, "2") == 0)
@@ -554,6 +568,12 @@ int main(int argc, char **argv)
                   "896 KiB)");
     if (rc == 0 && o.schema == 1 && o.part_size != 0)
         rc = fail("--part-size is for --schema 2");
+    if (rc == 0 && o.schema == 1 && cut >= 0)
+        rc = fail("--cut is for --schema 2");
+    if (rc == 0 && cut == DS_CUT_CONTENT && o.part_size != 0)
+        rc = fail("--part-size is for --cut fixed");
+    /* --part-size alone: fixed cuts of that size (what tests ask for). */
+    o.cut = cut >= 0 ? cut : o.part_size != 0 ? DS_CUT_FIXED : DS_CUT_CONTENT;
     if (rc == 0 && key_id != NULL && sign_key == NULL)
         rc = fail("--key-id needs --sign-key");
     if (rc == 0 && sign_key != NULL &&

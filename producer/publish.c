@@ -50,9 +50,12 @@ int ds_publish(const ds_publish_opts *o, ds_publish_result *r, ds_err *err)
     }
     ds_info("publish-started",
             "package=%s version=%" PRIu64 " schema=%d source=%s "
-            "transactional_id=%s",
+            "transactional_id=%s cut=%s",
             o->package, o->version, o->schema, DS_LV(o->source),
-            DS_LV(r->transactional_id));
+            DS_LV(r->transactional_id),
+            o->schema == 1             ? "chunks"
+            : o->cut == DS_CUT_CONTENT ? "content"
+                                       : "fixed");
     if (o->schema == 1)
         return ds_publish_v1(o, r, err);
     /* A transaction a failover aborted (nothing of it visible) is run

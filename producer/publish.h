@@ -31,6 +31,9 @@
 
 #define DS_CHUNK_MAX 921600 /* 900 KiB: under Kafka's 1 MB default */
 
+/* Where v2 parts end (schemas/v2/README.md section 8). */
+enum { DS_CUT_CONTENT = 0, DS_CUT_FIXED = 1 };
+
 typedef struct ds_publish_opts {
     const ds_kconf *kc;
     int schema; /* 1 or 2 */
@@ -41,7 +44,9 @@ typedef struct ds_publish_opts {
     int threads;        /* v1: zstd threads (0: one); v2: compression
                            threads of the part cutter (0: one per core) */
     size_t chunk_size;  /* v1: <= DS_CHUNK_MAX */
-    size_t part_size;   /* v2: parts cut at this size; 0: DS_PART_MAX */
+    size_t part_size;   /* v2, DS_CUT_FIXED: parts of this size; 0:
+                           DS_PART_MAX */
+    int cut;            /* v2: DS_CUT_CONTENT (cdc.h) or DS_CUT_FIXED */
     /* NULL: pkgpub-<host>-<package> (v1), pkgpub-<package> (v2, retire:
      * one publisher per package, section 10 of schemas/v2/README.md). */
     const char *transactional_id;

@@ -52,6 +52,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cdc.h"
 #include "log.h"
 #include "manifest.h"
 #include "partset.h"
@@ -398,8 +399,16 @@ static int pack_pass(v2 *c, ds_pack_stats *st, ds_err *err)
                         .threads = o->threads,
                         .part_size = o->part_size,
                         .name = o->source};
+    ds_cdc cdc;
+    int rc;
+    if (o->cut == DS_CUT_CONTENT) {
+        if ((rc = ds_cdc_init(&cdc, err)) < 0)
+            return rc;
+        po.cut = ds_cdc_cut;
+        po.cut_ctx = &cdc;
+    }
     ds_parts *sink = NULL;
-    int rc = ds_parts_new(&po, emit, c, &sink, err);
+    rc = ds_parts_new(&po, emit, c, &sink, err);
     if (rc < 0)
         return rc;
     ds_progress bar;

@@ -58,7 +58,7 @@ static void nap_ms(unsigned ms)
  * trip to resume it. Fixed-size buffers, reused: records of every size
  * coming and going fragmented the heap (RSS 10-20 MiB higher). */
 #define RING       64
-#define FRAMES_MAX 16
+#define FRAMES_MAX 12
 #define FRAME_CAP  (DS_PART_ZSIZE_MAX + 4096) /* a part event's largest */
 #define FRAMES_ALL (FRAMES_MAX + DS_FETCH_WINDOW)
 

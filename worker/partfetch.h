@@ -29,7 +29,7 @@
  * per fetch); ds_fetch_cancel from any thread. Memory per open fetch:
  * records wait in buffers of 900 KiB, reused as parts are checked and
  * freed at close: one for each wanted part, and the later parts' only while
- * all in use stay under 16 (at most 32 in all; 16 when the reader keeps
+ * all in use stay under 12 (at most 28 in all; 12 when the reader keeps
  * up), plus seven decompressed parts (the reader's and six checked
  * ahead). Measured on the bench's 1 GiB tree (1,177 parts, Kafka on the
  * same 2 cores): 7.1 s from commit to finalized in the bench, 5.1-6.2 s

@@ -757,7 +757,7 @@ int ds_worker_run(const ds_worker_opts *o, ds_err *err)
         in_flight += f->u != NULL;
     if (*o->stop != 0) {
         int sig = (int)*o->stop;
-        const char *name = sig == SIGTERM ? "SIGTERM"
+        const char *name = sig == SIGTERM  ? "SIGTERM"
                            : sig == SIGINT ? "SIGINT"
                                            : "other";
         ds_info("stopping", "site=%s in_flight=%u signal=%s(%d) sender_pid=%d",
