@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <librdkafka/rdkafka.h>
 
 #include "kmeta.h"
@@ -219,7 +220,19 @@ int ds_lag_collect(const ds_lag_opts *o, ds_lag_report *r, ds_err *err)
         rd_kafka_topic_partition_list_add(l, DS_TOPIC_UPDATES,
                                           md->topics[0].partitions[i].id);
     rd_kafka_topic_partition_list_sort(l, NULL, NULL);
-    e = rd_kafka_committed(rk, l, o->timeout_ms);
+    /* The group's coordinator moving or loading (a broker restarted or
+     * frozen, a failover) answers for a moment with these: asked again
+     * within the timeout, not failed at once. */
+    uint64_t until = ds_mono_ms() + (uint64_t)o->timeout_ms;
+    while ((e = rd_kafka_committed(rk, l, o->timeout_ms)) ==
+               RD_KAFKA_RESP_ERR_NOT_COORDINATOR ||
+           e == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS ||
+           e == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE) {
+        if (ds_mono_ms() + 200 >= until)
+            break;
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
         rc = ds_err_set(err, -EIO, "kafka", "read committed offsets of %s: %s",
                         r->group, rd_kafka_err2str(e));
