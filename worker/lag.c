@@ -224,7 +224,7 @@ int ds_lag_collect(const ds_lag_opts *o, ds_lag_report *r, ds_err *err)
      * frozen, a failover) answers for a moment with these: asked again
      * within the timeout, not failed at once. */
     uint64_t until = ds_mono_ms() + (uint64_t)o->timeout_ms;
-    while ((e = rd_kafka_committed(rk, l, o->timeout_ms)) ==
+    while ((e = rd_kafka_committed(rk, l, (int)(until - ds_mono_ms()))) ==
                RD_KAFKA_RESP_ERR_NOT_COORDINATOR ||
            e == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS ||
            e == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE) {
