@@ -40,6 +40,7 @@ typedef struct slot {
     uint64_t index, offset;
     uint8_t id[DS_SHA256_LEN];
     int compressed; /* id and frame are set */
+    int skipped;    /* want_frame said no: frame not made */
     int hashed;     /* the stream digest has consumed in[0..len) */
 } slot;
 
@@ -56,6 +57,10 @@ struct ds_parts {
     size_t part_size, zcap;
     ds_parts_cut_fn cut;
     void *cut_ctx;
+    int (*want_frame)(void *ctx, const uint8_t *id, size_t size);
+    void *want_ctx;
+    worker *late; /* ds_parts_frame's context, made on first use */
+    uint8_t *lateframe;
     ds_part_fn emit;
     void *emit_ctx;
     const char *name;
@@ -114,6 +119,12 @@ static int compress_part(worker *w, slot *sl, ds_err *e)
         return ds_err_set(e, -EIO, "internal",
                           "parts %s: sha256 of part %llu failed", nm(s),
                           (unsigned long long)sl->index);
+    sl->skipped =
+        s->want_frame != NULL && !s->want_frame(s->want_ctx, sl->id, sl->len);
+    if (sl->skipped) {
+        sl->zlen = 0;
+        return 0;
+    }
     size_t r = ZSTD_compress2(w->cctx, sl->frame, s->zcap, sl->in, sl->len);
     if (ZSTD_isError(r))
         return ds_err_set(e, -EIO, "internal",
@@ -234,7 +245,8 @@ static int emit_one(ds_parts *s, slot *sl, ds_err *err)
     ds_cut_part p = {.index = sl->index,
                      .offset = sl->offset,
                      .size = sl->len,
-                     .frame = sl->frame,
+                     .data = sl->in,
+                     .frame = sl->skipped ? NULL : sl->frame,
                      .zsize = sl->zlen};
     memcpy(p.id, sl->id, DS_SHA256_LEN);
     ds_err e;
@@ -473,6 +485,12 @@ void ds_parts_free(ds_parts *s)
         free(s->slots[i].in);
         free(s->slots[i].frame);
     }
+    if (s->late != NULL) {
+        ZSTD_freeCCtx(s->late->cctx);
+        EVP_MD_CTX_free(s->late->md);
+        free(s->late);
+    }
+    free(s->lateframe);
     free(s->workers);
     free(s->slots);
     EVP_MD_CTX_free(s->stream_md);
@@ -501,6 +519,32 @@ static int worker_init(ds_parts *s, worker *w, ds_err *err)
         return ds_err_set(err, -EINVAL, "bad-option",
                           "parts %s: zstd level %d: %s", nm(s), s->level,
                           ZSTD_getErrorName(r));
+    return 0;
+}
+
+int ds_parts_frame(ds_parts *s, const ds_cut_part *p, const uint8_t **frame,
+                   size_t *zsize, ds_err *err)
+{
+    if (s->late == NULL) {
+        s->late = calloc(1, sizeof(*s->late));
+        s->lateframe = malloc(s->zcap);
+        if (s->late == NULL || s->lateframe == NULL)
+            return ds_err_set(err, -ENOMEM, "internal",
+                              "parts %s: out of memory for a frame", nm(s));
+        int rc = worker_init(s, s->late, err);
+        if (rc < 0)
+            return rc;
+    }
+    size_t r =
+        ZSTD_compress2(s->late->cctx, s->lateframe, s->zcap, p->data, p->size);
+    if (ZSTD_isError(r))
+        return ds_err_set(err, -EIO, "internal",
+                          "parts %s: zstd compress part %llu (%zu bytes): %s",
+                          nm(s), (unsigned long long)p->index, p->size,
+                          ZSTD_getErrorName(r));
+    s->zsize += r;
+    *frame = s->lateframe;
+    *zsize = r;
     return 0;
 }
 
@@ -540,6 +584,8 @@ int ds_parts_new(const ds_parts_opts *opts, ds_part_fn emit, void *emit_ctx,
     s->zcap = ZSTD_compressBound(part_size);
     s->cut = o.cut;
     s->cut_ctx = o.cut_ctx;
+    s->want_frame = o.want_frame;
+    s->want_ctx = o.want_ctx;
     s->emit = emit;
     s->emit_ctx = emit_ctx;
     s->name = o.name;

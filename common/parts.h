@@ -70,8 +70,10 @@ typedef struct ds_cut_part {
     uint64_t offset;           /* of the slice in the uncompressed stream */
     uint8_t id[DS_SHA256_LEN]; /* SHA-256 of the slice */
     size_t size;               /* bytes of the slice */
-    const uint8_t *frame;      /* one zstd frame of the slice */
-    size_t zsize;              /* bytes at frame */
+    const uint8_t *data;       /* the slice itself */
+    const uint8_t *frame;      /* one zstd frame of the slice; NULL when
+                                  want_frame declined it (ds_parts_frame) */
+    size_t zsize;              /* bytes at frame (0 without one) */
 } ds_cut_part;
 
 /* Called on the caller's thread, in index order. Returns 0, or a negative
@@ -105,6 +107,13 @@ typedef struct ds_parts_opts {
      * With a rule, part_size is still the maximum part size. */
     ds_parts_cut_fn cut;
     void *cut_ctx;
+    /* Optional: asked on a pool thread, once a part is hashed, whether
+     * its frame is wanted; 0 = no (the caller already has the part, e.g.
+     * the store holds it): it is not compressed and reaches the callback
+     * with frame NULL and zsize 0, and the callback may still get a frame
+     * with ds_parts_frame. Must be thread-safe; NULL = every frame. */
+    int (*want_frame)(void *ctx, const uint8_t *id, size_t size);
+    void *want_ctx;
     /* Names the stream in error messages (e.g. the source path); may be
      * NULL. Must outlive the sink. */
     const char *name;
@@ -129,6 +138,12 @@ int ds_parts_new(const ds_parts_opts *opts, ds_part_fn emit, void *emit_ctx,
  * it returns. May emit any number of completed parts (in order) and, when
  * every slot is in flight, waits for the oldest part to be compressed. */
 int ds_parts_write(ds_parts *s, const void *buf, size_t n, ds_err *err);
+
+/* From the part callback, for a part that came without a frame: compress
+ * it now on the caller's thread, with the pool's settings (the same
+ * frame). *frame is valid until the callback returns. */
+int ds_parts_frame(ds_parts *s, const ds_cut_part *p, const uint8_t **frame,
+                   size_t *zsize, ds_err *err);
 
 /* End the stream: cut the last part, wait for every part, emit the rest,
  * and fill *t (may be NULL). After finish, writes fail. */

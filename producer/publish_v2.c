@@ -97,6 +97,12 @@ typedef struct v2 {
     int embedded;
     ds_embedded_budget budget;
     ds_partset *set;
+    /* The previous manifest's parts sorted by id: read by the cutter's
+     * threads (want_frame) while set changes on the pack's thread. */
+    ds_part_ref *known;
+    size_t nknown;
+    atomic_int known_ready; /* known is set: the set-up is done */
+    ds_parts *sink;         /* of the pass running */
     refs parts, index;
     /* Inline: the parts held so far. */
     int holding;
@@ -195,6 +201,46 @@ static int set_reset(v2 *c, ds_err *err)
     return rc;
 }
 
+static int ref_cmp(const void *a, const void *b)
+{
+    return memcmp(((const ds_part_ref *)a)->id, ((const ds_part_ref *)b)->id,
+                  DS_SHA256_LEN);
+}
+
+/* The cutter's question (a pool thread): is the frame of this part
+ * needed? Not when the store holds the part: it is referenced, not sent,
+ * so it is not compressed either (a minor version's publish then costs
+ * reading and hashing the tree, and compressing what changed). */
+static int want_frame(void *ctx, const uint8_t *id, size_t size)
+{
+    v2 *c = ctx;
+    if (!atomic_load_explicit(&c->known_ready, memory_order_acquire))
+        return 1; /* the previous manifest is still being read */
+    ds_part_ref key;
+    memcpy(key.id, id, DS_SHA256_LEN);
+    const ds_part_ref *r =
+        bsearch(&key, c->known, c->nknown, sizeof(*c->known), ref_cmp);
+    return r == NULL || r->size != size;
+}
+
+static int sort_known(v2 *c, ds_err *err)
+{
+    const ds_prev *p = &c->s.prev;
+    free(c->known);
+    c->known = NULL;
+    c->nknown = 0;
+    if (p->nparts == 0)
+        return 0;
+    c->known = malloc(p->nparts * sizeof(*c->known));
+    if (c->known == NULL)
+        return ds_err_set(err, -ENOMEM, "internal",
+                          "sort %zu known parts: out of memory", p->nparts);
+    memcpy(c->known, p->parts, p->nparts * sizeof(*c->known));
+    qsort(c->known, p->nparts, sizeof(*c->known), ref_cmp);
+    c->nknown = p->nparts;
+    return 0;
+}
+
 /* Kafka is needed from here on: the set-up must be done, the dry run
  * decided, the part set built. */
 static int ready(v2 *c)
@@ -209,11 +255,13 @@ static int ready(v2 *c)
     if ((c->embedded &&
          (rc = ds_embedded_budget_init(&c->budget, c->s.content_partitions,
                                        c->err)) < 0) ||
-        (rc = set_reset(c, c->err)) < 0) {
+        (rc = set_reset(c, c->err)) < 0 ||
+        (!atomic_load(&c->known_ready) && (rc = sort_known(c, c->err)) < 0)) {
         /* Sticky, as a failed set-up. */
         c->setup_err = *c->err;
         return c->setup_rc = rc;
     }
+    atomic_store_explicit(&c->known_ready, 1, memory_order_release);
     c->prepared = 1;
     return 0;
 }
@@ -353,15 +401,28 @@ static int hold_part(v2 *c, const ds_cut_part *p)
 }
 
 /* The cutter's callback (the pack's thread). */
-static int emit(void *ctx, const ds_cut_part *p, ds_err *err)
+static int emit(void *ctx, const ds_cut_part *part, ds_err *err)
 {
     v2 *c = ctx;
     c->err = err;
-    if (p->size == 0 || p->size > DS_PART_SIZE_MAX || p->zsize == 0 ||
-        p->zsize > DS_PART_ZSIZE_MAX)
+    ds_cut_part q = *part;
+    const ds_cut_part *p = &q;
+    if (p->size == 0 || p->size > DS_PART_SIZE_MAX ||
+        (p->frame != NULL && (p->zsize == 0 || p->zsize > DS_PART_ZSIZE_MAX)))
         return ds_err_set(err, -EINVAL, "internal",
                           "part %" PRIu64 ": %zu bytes, frame %zu", p->index,
                           p->size, p->zsize);
+    /* Not compressed (the store holds it): compress it after all when it
+     * may go inline, or when the part set will send it (a held ref whose
+     * size did not match). */
+    if (q.frame == NULL) {
+        const ds_partset_entry *e = ds_partset_find(c->set, q.id);
+        if (c->holding || e == NULL || e->size != q.size) {
+            int rc = ds_parts_frame(c->sink, part, &q.frame, &q.zsize, err);
+            if (rc < 0)
+                return rc;
+        }
+    }
     if (c->holding) {
         int rc = hold_part(c, p);
         if (rc < 0 || c->hold_len <= DS_INLINE_MAX)
@@ -398,6 +459,8 @@ static int pack_pass(v2 *c, ds_pack_stats *st, ds_err *err)
     ds_parts_opts po = {.level = o->level,
                         .threads = o->threads,
                         .part_size = o->part_size,
+                        .want_frame = want_frame,
+                        .want_ctx = c,
                         .name = o->source};
     ds_cdc cdc;
     int rc;
@@ -411,6 +474,7 @@ static int pack_pass(v2 *c, ds_pack_stats *st, ds_err *err)
     rc = ds_parts_new(&po, emit, c, &sink, err);
     if (rc < 0)
         return rc;
+    c->sink = sink;
     ds_progress bar;
     ds_progress_init(&bar, c->dry ? "check" : "publish", o->progress);
     ds_pack_opts pk = {
@@ -421,6 +485,7 @@ static int pack_pass(v2 *c, ds_pack_stats *st, ds_err *err)
     };
     rc = ds_pack_parts(o->source, &pk, sink, st, err);
     ds_progress_finish(&bar);
+    c->sink = NULL;
     ds_parts_free(sink);
     return rc;
 }
@@ -694,6 +759,7 @@ out:
     snprintf(r->hint, sizeof(r->hint), "%s", c->s.t.hint);
     ds_session_close(&c->s);
     ds_partset_free(c->set);
+    free(c->known);
     ds_embedded_budget_free(&c->budget);
     free(c->parts.v);
     free(c->index.v);

@@ -16,6 +16,7 @@
 
 #include "cdc.h"
 #include "parts.h"
+#include "testutil.h"
 
 #define STREAM (24u * 1024 * 1024)
 #define MAXP   256
@@ -35,17 +36,6 @@ static int collect(void *ctx, const ds_cut_part *p, ds_err *err)
     g->size[g->n] = p->size;
     g->n++;
     return 0;
-}
-
-static void fill(uint8_t *p, size_t n, uint64_t seed)
-{
-    uint64_t s = seed | 1;
-    for (size_t i = 0; i < n; i++) {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        p[i] = (uint8_t)(s >> 29);
-    }
 }
 
 /* Cut buf[0..n) with the content-defined rule, in writes of `step` bytes
@@ -126,7 +116,7 @@ Test(cdc, sizes_within_bounds_and_near_the_average)
 {
     uint8_t *buf = malloc(STREAM);
     cr_assert_not_null(buf);
-    fill(buf, STREAM, 7);
+    tu_fill(buf, STREAM, 7);
     static got g;
     cut(buf, STREAM, 0, &g);
     size_t total = 0;
@@ -148,7 +138,7 @@ Test(cdc, same_parts_whatever_the_write_sizes)
 {
     uint8_t *buf = malloc(STREAM);
     cr_assert_not_null(buf);
-    fill(buf, STREAM, 11);
+    tu_fill(buf, STREAM, 11);
     static got a, b, c;
     cut(buf, STREAM, 0, &a);
     cut(buf, STREAM, 4093, &b);
@@ -166,9 +156,9 @@ static void edit_changes_little(size_t at, size_t del, size_t ins)
 {
     uint8_t *a = malloc(STREAM), *b = malloc(STREAM + ins);
     cr_assert(a != NULL && b != NULL);
-    fill(a, STREAM, 3);
+    tu_fill(a, STREAM, 3);
     memcpy(b, a, at);
-    fill(b + at, ins, 99);
+    tu_fill(b + at, ins, 99);
     memcpy(b + at + ins, a + at + del, STREAM - at - del);
     size_t nb = STREAM - del + ins;
     static got ga, gb;
@@ -201,7 +191,7 @@ Test(cdc, fixed_cuts_share_nothing_after_an_insertion)
 {
     uint8_t *a = malloc(STREAM), *b = malloc(STREAM + 1);
     cr_assert(a != NULL && b != NULL);
-    fill(a, STREAM, 3);
+    tu_fill(a, STREAM, 3);
     b[0] = 0x5a;
     memcpy(b + 1, a, STREAM);
     static got ga, gb;

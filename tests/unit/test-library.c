@@ -21,6 +21,7 @@
 #include "fsutil.h"
 #include "library.h"
 #include "numparse.h"
+#include "testutil.h"
 
 #define PKG "app"
 
@@ -30,21 +31,6 @@
 #define NFILES 5
 
 /* ---- helpers (return int so forked children can use them too) ---------- */
-
-static char *make_tmpdir(void)
-{
-    char tmpl[] = "/tmp/despool-test-library-XXXXXX";
-    char *d = mkdtemp(tmpl);
-    cr_assert_not_null(d, "mkdtemp");
-    return strdup(d);
-}
-
-static void remove_tmpdir(char *dir)
-{
-    ds_err err;
-    cr_expect_eq(ds_rm_rf(dir, &err), 0, "rm -rf %s: %s", dir, err.msg);
-    free(dir);
-}
 
 static int write_file(const char *dir, const char *name, const char *text)
 {
@@ -265,7 +251,7 @@ static int wait_child(pid_t pid)
  * made; with create, it is made, parents too. */
 Test(library, missing_root_needs_create)
 {
-    char *base = make_tmpdir();
+    char *base = tu_tmpdir("library");
     char root[PATH_MAX];
     snprintf(root, sizeof(root), "%s/a/b", base);
     ds_library *lib = NULL;
@@ -288,14 +274,14 @@ Test(library, missing_root_needs_create)
     cr_assert_eq(ds_library_open(root, 2, false, &lib, &err), 0, "open: %s",
                  err.msg);
     ds_library_close(lib);
-    remove_tmpdir(base);
+    tu_rm(base);
 }
 
 /* ---- 1. first finalize -------------------------------------------------- */
 
 Test(library, first_finalize)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("library");
     ds_library *lib = open_lib(root, 2);
     ds_err err;
     ds_library_mark mk = {.fd = -1};
@@ -345,14 +331,14 @@ Test(library, first_finalize)
     cr_assert_neq(stat(staging, &st), 0, "discarded staging must be gone");
 
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 /* ---- 2. stale and duplicate --------------------------------------------- */
 
 Test(library, stale_and_duplicate)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("library");
     ds_library *lib = open_lib(root, 5);
     ds_err err;
     ds_library_mark mk = {.fd = -1};
@@ -391,14 +377,14 @@ Test(library, stale_and_duplicate)
     snprintf(st_dir, sizeof(st_dir), "%s/%s/.staging", root, PKG);
     cr_assert_eq(count_entries(st_dir, ""), 0);
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 /* ---- 3. never downgrade ------------------------------------------------- */
 
 Test(library, never_downgrade_random_orders)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("library");
     ds_library *lib = open_lib(root, 3);
     unsigned seed;
     cr_assert_eq(getrandom(&seed, sizeof(seed), 0), (ssize_t)sizeof(seed));
@@ -437,7 +423,7 @@ Test(library, never_downgrade_random_orders)
         cr_assert_eq(vs[nv - 1], 40);
     }
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 /* ---- 4. two processes finalizing concurrently --------------------------- */
@@ -545,7 +531,7 @@ static void sampler_child(const char *root, int out_fd)
 
 Test(library, two_processes_concurrent_finalize, .timeout = 240)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("library");
     /* Create the library before forking so all three see the same root. */
     ds_library *lib = open_lib(root, CONC_KEEP);
     int pfd[2];
@@ -598,7 +584,7 @@ Test(library, two_processes_concurrent_finalize, .timeout = 240)
     snprintf(dir, sizeof(dir), "%s/%s", root, PKG);
     cr_assert_eq(count_entries(dir, ".current."), 0, "no temp symlinks");
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 /* ---- 5. crashes -----------------------------------------------------------
@@ -611,7 +597,7 @@ static int fault_at(void *ctx, const char *point)
 
 Test(library, crash_after_staging_and_before_swap)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("library");
     ds_library *lib = open_lib(root, 3);
     ds_err err;
     ds_library_mark mk = {.fd = -1};
@@ -678,12 +664,12 @@ Test(library, crash_after_staging_and_before_swap)
 
     ds_library_close(lib2);
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 Test(library, fault_points)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("library");
     ds_library *lib = open_lib(root, 5);
     ds_err err;
     ds_library_mark mk = {.fd = -1};
@@ -719,14 +705,14 @@ Test(library, fault_points)
     cr_assert_eq(res, DS_STALE);
     cr_assert_eq(check_version_dir(root, PKG, 2, 0), 0);
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 /* ---- 6. a live worker's staging survives cleanup ------------------------ */
 
 Test(library, cleanup_keeps_live_worker_staging)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("library");
     ds_library *lib1 = open_lib(root, 2);
     ds_library *lib2 = open_lib(root, 2);
     ds_err err;
@@ -790,14 +776,14 @@ Test(library, cleanup_keeps_live_worker_staging)
 
     ds_library_close(lib1);
     cr_assert_eq(count_entries(lockdir, ""), 0, "close unlinks the lock");
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 /* ---- 7. prune ------------------------------------------------------------ */
 
 Test(library, prune_keeps_highest)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("library");
     ds_library *lib = open_lib(root, 2);
     ds_err err;
     for (uint64_t v = 1; v <= 5; v++) {
@@ -815,14 +801,14 @@ Test(library, prune_keeps_highest)
     snprintf(stdir, sizeof(stdir), "%s/%s/.staging", root, PKG);
     cr_assert_eq(count_entries(stdir, ""), 0, "pruned trees deleted");
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 Test(library, prune_keeps_current_below_orphans)
 {
     /* Orphans above current (crashes between rename and swap) are among
      * the highest; current must survive anyway. */
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("library");
     ds_library *lib = open_lib(root, 1);
     ds_err err;
     ds_finalize_result res = 0;
@@ -838,14 +824,14 @@ Test(library, prune_keeps_current_below_orphans)
     cr_assert_eq(vs[1], 9);
     cr_assert_eq(check_version_dir(root, PKG, 7, 0), 0);
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 /* ---- 8. bogus current, path checks, fsutil ------------------------------ */
 
 Test(library, current_rejects_bogus_targets)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("library");
     ds_library *lib = open_lib(root, 2);
     ds_err err;
     ds_library_mark mk = {.fd = -1};
@@ -891,12 +877,12 @@ Test(library, current_rejects_bogus_targets)
             "%s", names[i]);
     }
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 Test(library, staging_path_is_checked)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("library");
     ds_library *lib = open_lib(root, 2);
     ds_err err;
     ds_library_mark mk = {.fd = -1};
@@ -936,7 +922,7 @@ Test(library, staging_path_is_checked)
     cr_assert_eq(stat(versions, &st), 0);
     cr_assert_eq(current_of(lib, PKG), 0);
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 /* ---- 9. start-up copes with one odd package at a time ------------------- */
@@ -988,7 +974,7 @@ static char *cleanup_logged(ds_library *lib, unsigned *removed, int *rc,
  * staging) and package "bad" (v1) about to be made odd. */
 static char *odd_library(void)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("library");
     ds_library *lib = open_lib(root, 2);
     ds_err err;
     ds_finalize_result res = 0;
@@ -1061,7 +1047,7 @@ Test(library, startup_removes_a_staging_that_is_no_directory)
                      err.msg);
         cr_assert_eq(current_of(lib, "bad"), 2);
         ds_library_close(lib);
-        remove_tmpdir(root);
+        tu_rm(root);
     }
 }
 
@@ -1170,7 +1156,7 @@ Test(library, startup_refuses_odd_packages_and_starts_the_rest)
     cr_assert_eq(put_version(lib, "ver", 2, 1, &res, &err), 0, "%s", err.msg);
     cr_assert_eq(current_of(lib, "ver"), 2);
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 /* A package on another filesystem (a tmpfs mounted at <root>/<pkg>): the
@@ -1178,13 +1164,13 @@ Test(library, startup_refuses_odd_packages_and_starts_the_rest)
  * the first write and the durability points sync that. Needs root. */
 Test(library, package_on_another_filesystem)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("library");
     char pkgdir[PATH_MAX], cmd[PATH_MAX + 64];
     PATHF(pkgdir, "%s/%s", root, PKG);
     cr_assert_eq(mkdir(pkgdir, 0755), 0);
     PATHF(cmd, "mount -t tmpfs -o size=4m tmpfs '%s' 2>/dev/null", pkgdir);
     if (system(cmd) != 0) {
-        remove_tmpdir(root);
+        tu_rm(root);
         cr_skip_test("cannot mount a tmpfs (needs root)");
     }
     ds_library *lib = open_lib(root, 2);
@@ -1213,12 +1199,12 @@ Test(library, package_on_another_filesystem)
     ds_library_close(lib);
     PATHF(cmd, "umount '%s'", pkgdir);
     cr_assert_eq(system(cmd), 0);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 Test(fsutil, rm_rf_does_not_follow_symlinks)
 {
-    char *base = make_tmpdir();
+    char *base = tu_tmpdir("library");
     char outside[PATH_MAX], tree[PATH_MAX], path[PATH_MAX];
     snprintf(outside, sizeof(outside), "%s/outside", base);
     snprintf(tree, sizeof(tree), "%s/tree", base);
@@ -1262,7 +1248,7 @@ Test(fsutil, rm_rf_does_not_follow_symlinks)
     cr_assert_lt(ds_read_file(path, &text, &len, &err), 0);
     cr_assert(strstr(err.msg, path) != NULL, "%s", err.msg);
     cr_assert_eq(ds_fsync_dir(outside, &err), 0, "%s", err.msg);
-    remove_tmpdir(base);
+    tu_rm(base);
 }
 
 Test(fsutil, parse_u64_edges)

@@ -36,6 +36,7 @@
 #include "fsutil.h"
 #include "pack.h"
 #include "unpack.h"
+#include "testutil.h"
 
 /* --- helpers ---------------------------------------------------------- */
 
@@ -52,31 +53,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static char *make_tmp(void)
-{
-    char *d = strdup("/tmp/test-pack-XXXXXX");
-    cr_assert_not_null(mkdtemp(d));
-    return d;
-}
-
-static void rm_tmp(char *d)
-{
-    ds_err err;
-    cr_assert_eq(ds_rm_rf(d, &err), 0, "%s", err.msg);
-    free(d);
-}
-
-static char *pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *pathf(const char *fmt, ...)
-{
-    char *p = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    cr_assert_geq(vasprintf(&p, fmt, ap), 0);
-    va_end(ap);
-    return p;
 }
 
 static int exists(const char *p)
@@ -158,11 +134,11 @@ static uint64_t make_tree(const char *root)
     static const char *dirs[] = {
         "a", "a/b", "a/b/c", "bin", "empty", "dir with space", "ro"};
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-        p = pathf("%s/%s", root, dirs[i]);
+        p = tu_pathf("%s/%s", root, dirs[i]);
         cr_assert_eq(mkdir(p, 0755), 0, "mkdir %s", p);
         free(p);
     }
-    p = pathf("%s/a/empty.txt", root);
+    p = tu_pathf("%s/a/empty.txt", root);
     write_file(p, "", 0, 0644);
     free(p);
 
@@ -173,7 +149,7 @@ static uint64_t make_tree(const char *root)
         uint64_t v = rng_next(&s);
         memcpy(data + i, &v, 8);
     }
-    p = pathf("%s/a/b/random.bin", root);
+    p = tu_pathf("%s/a/b/random.bin", root);
     write_file(p, data, RANDOM_SIZE, 0644);
     free(p);
     total += RANDOM_SIZE;
@@ -188,30 +164,30 @@ static uint64_t make_tree(const char *root)
         memcpy(data + off, l, take);
         off += take;
     }
-    p = pathf("%s/a/b/c/text.log", root);
+    p = tu_pathf("%s/a/b/c/text.log", root);
     write_file(p, data, TEXT_SIZE, 0644);
     free(p);
     total += TEXT_SIZE;
     free(data);
 
-    p = pathf("%s/bin/run.sh", root);
+    p = tu_pathf("%s/bin/run.sh", root);
     write_file(p, "#!/bin/sh\necho hi\n", 18, 0755);
     free(p);
     total += 18;
-    p = pathf("%s/secret", root);
+    p = tu_pathf("%s/secret", root);
     write_file(p, "s3cret\n", 7, 0600);
     free(p);
     total += 7;
-    p = pathf("%s/ro/readme", root);
+    p = tu_pathf("%s/ro/readme", root);
     write_file(p, "read only dir\n", 14, 0444);
     free(p);
     total += 14;
-    p = pathf("%s/" UTF8_NAME, root);
+    p = tu_pathf("%s/" UTF8_NAME, root);
     write_file(p, "unicode\n", 8, 0644);
     free(p);
     total += 8;
     /* Not UTF-8 at all: names are bytes and must survive as such. */
-    p = pathf("%s/dir with space/latin1-\xe9t\xe9", root);
+    p = tu_pathf("%s/dir with space/latin1-\xe9t\xe9", root);
     write_file(p, "latin1\n", 7, 0644);
     free(p);
     total += 7;
@@ -223,9 +199,9 @@ static uint64_t make_tree(const char *root)
         rel[n] = '/';
         memset(rel + n + 1, 'd' + i, 43);
         rel[n + 44] = '\0';
-        p = pathf("%s/%s", root, rel);
+        p = tu_pathf("%s/%s", root, rel);
         if (i == 0) {
-            char *l = pathf("%s/long", root);
+            char *l = tu_pathf("%s/long", root);
             cr_assert_eq(mkdir(l, 0755), 0);
             free(l);
         }
@@ -237,15 +213,15 @@ static uint64_t make_tree(const char *root)
     memset(rel + n + 1, 'f', 200 - n - 1);
     rel[200] = '\0';
     cr_assert_eq(strlen(rel), 200);
-    p = pathf("%s/%s", root, rel);
+    p = tu_pathf("%s/%s", root, rel);
     write_file(p, "long\n", 5, 0644);
     free(p);
     total += 5;
 
-    p = pathf("%s/link-file", root);
+    p = tu_pathf("%s/link-file", root);
     cr_assert_eq(symlink("a/b/random.bin", p), 0);
     free(p);
-    p = pathf("%s/a/link-dir", root);
+    p = tu_pathf("%s/a/link-dir", root);
     cr_assert_eq(symlink("b/c", p), 0);
     free(p);
 
@@ -269,20 +245,20 @@ static uint64_t make_tree(const char *root)
                                   "dir with space"};
     time_t t = 1500000000;
     for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
-        p = pathf("%s/%s", root, order[i]);
+        p = tu_pathf("%s/%s", root, order[i]);
         set_mtime(p, t + (time_t)i * 3600, 123456789);
         free(p);
     }
-    p = pathf("%s/%s", root, rel);
+    p = tu_pathf("%s/%s", root, rel);
     set_mtime(p, t - 86400, 5);
     free(p);
     for (int i = 4; i >= 0; i--) {
         rel[i == 0 ? 4 : 4 + 44 * i] = '\0';
-        p = pathf("%s/%s", root, rel);
+        p = tu_pathf("%s/%s", root, rel);
         set_mtime(p, t - 86400 * (i + 2), 0);
         free(p);
     }
-    p = pathf("%s/ro", root);
+    p = tu_pathf("%s/ro", root);
     cr_assert_eq(chmod(p, 0555), 0);
     set_mtime(p, t + 999, 0);
     free(p);
@@ -329,8 +305,8 @@ static uint64_t cmp_trees(const char *a, const char *b)
     uint64_t n = 0;
     for (int i = 0; i < na; i++) {
         cr_assert_str_eq(la[i]->d_name, lb[i]->d_name, "names in %s", b);
-        char *pa = pathf("%s/%s", a, la[i]->d_name);
-        char *pb = pathf("%s/%s", b, lb[i]->d_name);
+        char *pa = tu_pathf("%s/%s", a, la[i]->d_name);
+        char *pb = tu_pathf("%s/%s", b, lb[i]->d_name);
         struct stat sa, sb;
         cr_assert_eq(lstat(pa, &sa), 0);
         cr_assert_eq(lstat(pb, &sb), 0);
@@ -487,9 +463,9 @@ typedef struct sample {
 static void sample_make(sample *s)
 {
     memset(s, 0, sizeof(*s));
-    s->tmp = make_tmp();
-    s->src = pathf("%s/src", s->tmp);
-    s->zst = pathf("%s/out.tar.zst", s->tmp);
+    s->tmp = tu_tmpdir("pack");
+    s->src = tu_pathf("%s/src", s->tmp);
+    s->zst = tu_pathf("%s/out.tar.zst", s->tmp);
     cr_assert_eq(mkdir(s->src, 0755), 0);
     s->file_bytes = make_tree(s->src);
     ds_err err;
@@ -503,14 +479,14 @@ static void sample_free(sample *s)
     free(s->z.p);
     free(s->src);
     free(s->zst);
-    rm_tmp(s->tmp);
+    tu_rm(s->tmp);
 }
 
 static const size_t piece_64k[] = {65536};
 
 static char *fresh_dir(const char *tmp, const char *name)
 {
-    char *d = pathf("%s/%s", tmp, name);
+    char *d = tu_pathf("%s/%s", tmp, name);
     cr_assert_eq(mkdir(d, 0755), 0, "mkdir %s", d);
     return d;
 }
@@ -642,7 +618,7 @@ Test(pack, throughput_and_progress, .timeout = 120)
 {
     sample s;
     sample_make(&s);
-    char *out = pathf("%s/again.tar.zst", s.tmp);
+    char *out = tu_pathf("%s/again.tar.zst", s.tmp);
     prog pr = {0};
     ds_pack_stats st;
     ds_err err;
@@ -673,7 +649,7 @@ static void touch_atimes(const char *dir)
     int n = scandir(dir, &l, not_dots, cmp_names);
     cr_assert_geq(n, 0);
     for (int i = 0; i < n; i++) {
-        char *p = pathf("%s/%s", dir, l[i]->d_name);
+        char *p = tu_pathf("%s/%s", dir, l[i]->d_name);
         struct timespec ts[2] = {{0, UTIME_NOW}, {0, UTIME_OMIT}};
         /* Also bumps ctime. */
         cr_assert_eq(utimensat(AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW), 0);
@@ -693,7 +669,7 @@ Test(pack, same_tree_same_bytes, .timeout = 120)
     sample_make(&s);
     sleep(1);
     touch_atimes(s.src);
-    char *out = pathf("%s/second.tar.zst", s.tmp);
+    char *out = tu_pathf("%s/second.tar.zst", s.tmp);
     ds_pack_stats st2;
     ds_err err;
     cr_assert_eq(pack_to(s.src, out, 0, 0, NULL, &st2, &err), 0, "%s", err.msg);
@@ -709,7 +685,7 @@ Test(pack, same_tree_same_bytes, .timeout = 120)
     cr_assert_eq(s.st.size, st3.size);
 
     /* And a changed mtime does change it: the check can fail. */
-    char *p = pathf("%s/secret", s.src);
+    char *p = tu_pathf("%s/secret", s.src);
     set_mtime(p, 1700000000, 0);
     cr_assert_eq(pack_to(s.src, out, 0, 0, NULL, &st3, &err), 0, "%s", err.msg);
     cr_assert_neq(memcmp(s.st.sha256, st3.sha256, 32), 0);
@@ -737,11 +713,11 @@ Test(pack, source_bytes_bounds_the_tar, .timeout = 60)
     /* Many files with long names: still a bound. */
     char *many = fresh_dir(s.tmp, "many");
     for (int i = 0; i < 300; i++) {
-        char *p = pathf("%s/%0200d", many, i);
+        char *p = tu_pathf("%s/%0200d", many, i);
         write_file(p, "xxxxxxx", (size_t)(i % 7), 0644);
         free(p);
     }
-    char *out = pathf("%s/many.tar.zst", s.tmp);
+    char *out = tu_pathf("%s/many.tar.zst", s.tmp);
     ds_pack_stats st;
     cr_assert_eq(pack_to(many, out, 0, 0, NULL, &st, &err), 0, "%s", err.msg);
     cr_assert_eq(ds_pack_source_bytes(many, &b, &err), 0, "%s", err.msg);
@@ -752,13 +728,13 @@ Test(pack, source_bytes_bounds_the_tar, .timeout = 60)
     cr_assert_eq(ds_pack_source_bytes(s.zst, &b, &err), 0, "%s", err.msg);
     cr_assert_eq(b, s.z.len);
 
-    char *fifo = pathf("%s/fifo", many);
+    char *fifo = tu_pathf("%s/fifo", many);
     cr_assert_eq(mkfifo(fifo, 0644), 0);
     cr_assert_lt(ds_pack_source_bytes(many, &b, &err), 0);
     cr_assert_str_eq(err.reason, "unsupported-file");
     cr_assert_lt(ds_pack_source_bytes(fifo, &b, &err), 0);
     cr_assert_str_eq(err.reason, "unsupported-file");
-    char *none = pathf("%s/none", s.tmp);
+    char *none = tu_pathf("%s/none", s.tmp);
     cr_assert_lt(ds_pack_source_bytes(none, &b, &err), 0);
     cr_assert_str_eq(err.reason, "io-error");
     free(none);
@@ -800,8 +776,8 @@ static void tar_add(struct archive *w, const char *path, mode_t type,
 
 Test(pack, tar_file_source, .timeout = 60)
 {
-    char *tmp = make_tmp();
-    char *tarp = pathf("%s/in.tar.gz", tmp);
+    char *tmp = tu_tmpdir("pack");
+    char *tarp = tu_pathf("%s/in.tar.gz", tmp);
     struct archive *w = archive_write_new();
     archive_write_set_format_pax(w); /* full pax: atime, owners recorded */
     archive_write_add_filter_gzip(w);
@@ -816,7 +792,7 @@ Test(pack, tar_file_source, .timeout = 60)
     cr_assert_eq(archive_write_close(w), ARCHIVE_OK);
     archive_write_free(w);
 
-    char *zst = pathf("%s/out.tar.zst", tmp);
+    char *zst = tu_pathf("%s/out.tar.zst", tmp);
     ds_pack_stats st, st2;
     ds_err err;
     prog pr = {0};
@@ -845,28 +821,28 @@ Test(pack, tar_file_source, .timeout = 60)
 
     struct stat sd, sh, shard, se, sl, ssub;
     char *p;
-    p = pathf("%s/t", dest);
+    p = tu_pathf("%s/t", dest);
     cr_assert_eq(lstat(p, &sd), 0);
     free(p);
-    p = pathf("%s/t/hello.txt", dest);
+    p = tu_pathf("%s/t/hello.txt", dest);
     cr_assert_eq(lstat(p, &sh), 0);
     buf hb = read_all(p);
     cr_assert(hb.len == 6 && memcmp(hb.p, "hello\n", 6) == 0);
     free(hb.p);
     free(p);
-    p = pathf("%s/t/hard", dest);
+    p = tu_pathf("%s/t/hard", dest);
     cr_assert_eq(lstat(p, &shard), 0);
     free(p);
-    p = pathf("%s/t/exe", dest);
+    p = tu_pathf("%s/t/exe", dest);
     cr_assert_eq(lstat(p, &se), 0);
     free(p);
-    p = pathf("%s/t/link", dest);
+    p = tu_pathf("%s/t/link", dest);
     cr_assert_eq(lstat(p, &sl), 0);
     char target[64] = {0};
     cr_assert_eq(readlink(p, target, sizeof(target) - 1), 9);
     cr_assert_str_eq(target, "hello.txt");
     free(p);
-    p = pathf("%s/t/sub", dest);
+    p = tu_pathf("%s/t/sub", dest);
     cr_assert_eq(lstat(p, &ssub), 0);
     free(p);
     cr_assert(S_ISDIR(sd.st_mode));
@@ -884,21 +860,21 @@ Test(pack, tar_file_source, .timeout = 60)
     free(z.p);
     free(zst);
     free(tarp);
-    rm_tmp(tmp);
+    tu_rm(tmp);
 }
 
 Test(pack, special_file_in_source_is_refused)
 {
-    char *tmp = make_tmp();
+    char *tmp = tu_tmpdir("pack");
     char *src = fresh_dir(tmp, "src");
-    char *p = pathf("%s/ok.txt", src);
+    char *p = tu_pathf("%s/ok.txt", src);
     write_file(p, "x", 1, 0644);
     free(p);
     char *sub = fresh_dir(src, "sub");
-    p = pathf("%s/pipe", sub);
+    p = tu_pathf("%s/pipe", sub);
     cr_assert_eq(mkfifo(p, 0644), 0);
     free(p);
-    char *out = pathf("%s/out.zst", tmp);
+    char *out = tu_pathf("%s/out.zst", tmp);
     ds_err err;
     ds_pack_stats st;
     /* Found by the main walk (no progress)... */
@@ -916,7 +892,7 @@ Test(pack, special_file_in_source_is_refused)
     cr_assert_eq(ost.st_size, 0, "nothing written before the refusal");
 
     /* A tar file source holding a device node is refused the same way. */
-    char *tarp = pathf("%s/dev.tar", tmp);
+    char *tarp = tu_pathf("%s/dev.tar", tmp);
     struct archive *w = archive_write_new();
     archive_write_set_format_pax_restricted(w);
     cr_assert_eq(archive_write_open_filename(w, tarp), ARCHIVE_OK);
@@ -931,7 +907,7 @@ Test(pack, special_file_in_source_is_refused)
     free(out);
     free(sub);
     free(src);
-    rm_tmp(tmp);
+    tu_rm(tmp);
 }
 
 /* The cancel hook (pkgpub stops packing when its Kafka set-up failed):
@@ -964,7 +940,7 @@ Test(pack, cancel_hook_stops_the_pack, .timeout = 120)
 {
     sample s;
     sample_make(&s);
-    char *out = pathf("%s/cancel.zst", s.tmp);
+    char *out = tu_pathf("%s/cancel.zst", s.tmp);
     for (int at = 1; at <= 3; at++) {
         cancel_after c = {0, at};
         ds_pack_stats st;
@@ -1067,15 +1043,15 @@ Test(pack, broken_streams_fail_with_their_reason, .timeout = 120)
     char num[32];
     snprintf(num, sizeof(num), "%llu", (unsigned long long)os.size);
     cr_assert_neq(strstr(err.msg, num), NULL, "names the size: %s", err.msg);
-    char *p = pathf("%s/smaller/secret", s.tmp);
+    char *p = tu_pathf("%s/smaller/secret", s.tmp);
     cr_assert_not(exists(p), "extraction went on past the declared size");
     free(p);
-    p = pathf("%s/smaller/a/b/c", s.tmp);
+    p = tu_pathf("%s/smaller/a/b/c", s.tmp);
     cr_assert(exists(p), "extraction had started");
     free(p);
     /* text.log alone is larger than the declared size: refused at its
      * header, never created. */
-    p = pathf("%s/smaller/a/b/c/text.log", s.tmp);
+    p = tu_pathf("%s/smaller/a/b/c/text.log", s.tmp);
     cr_assert_not(exists(p), "a file over the declared size was created");
     free(p);
 
@@ -1166,9 +1142,9 @@ typedef struct bad_case {
 
 Test(pack, hostile_entries_are_refused, .timeout = 60)
 {
-    char *tmp = make_tmp();
+    char *tmp = tu_tmpdir("pack");
     char *outer = fresh_dir(tmp, "outer");
-    char *abs = pathf("%s/abs-x", outer);
+    char *abs = tu_pathf("%s/abs-x", outer);
     const bad_case cases[] = {
         {abs, AE_IFREG, NULL, 0, "abs-x", NULL, 0, NULL},
         {"../x", AE_IFREG, NULL, 0, "x", NULL, 0, NULL},
@@ -1191,7 +1167,7 @@ Test(pack, hostile_entries_are_refused, .timeout = 60)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const bad_case *c = &cases[i];
-        char *dest = pathf("%s/dest", outer);
+        char *dest = tu_pathf("%s/dest", outer);
         cr_assert_eq(mkdir(dest, 0755), 0);
         buf t;
         struct archive *w = start_tar(&t);
@@ -1223,11 +1199,11 @@ Test(pack, hostile_entries_are_refused, .timeout = 60)
                              c->name, err.msg);
             cr_assert_neq(strstr(err.msg, c->name), NULL,
                           "message names the entry: %s", err.msg);
-            char *esc = pathf("%s/%s", outer, c->escape);
+            char *esc = tu_pathf("%s/%s", outer, c->escape);
             cr_assert_not(exists(esc), "case %zu: %s was written", i, esc);
             free(esc);
-            char *first = pathf("%s/first.txt", dest);
-            char *after = pathf("%s/after.txt", dest);
+            char *first = tu_pathf("%s/first.txt", dest);
+            char *after = tu_pathf("%s/after.txt", dest);
             cr_assert(exists(first), "case %zu: extraction had started", i);
             cr_assert_not(exists(after), "case %zu: stopped at the entry", i);
             free(first);
@@ -1240,12 +1216,12 @@ Test(pack, hostile_entries_are_refused, .timeout = 60)
     cr_assert_not(exists("/etc/x"));
     free(abs);
     free(outer);
-    rm_tmp(tmp);
+    tu_rm(tmp);
 }
 
 Test(pack, long_names_and_special_bits, .timeout = 60)
 {
-    char *tmp = make_tmp();
+    char *tmp = tu_tmpdir("pack");
 
     /* A 256-byte component and a 4097-byte path are refused. */
     char comp[300], longp[4200];
@@ -1257,7 +1233,7 @@ Test(pack, long_names_and_special_bits, .timeout = 60)
     longp[4097] = '\0';
     const char *names[] = {comp, longp};
     for (int i = 0; i < 2; i++) {
-        char *dest = pathf("%s/long%d", tmp, i);
+        char *dest = tu_pathf("%s/long%d", tmp, i);
         cr_assert_eq(mkdir(dest, 0755), 0);
         buf t;
         struct archive *w = start_tar(&t);
@@ -1295,34 +1271,34 @@ Test(pack, long_names_and_special_bits, .timeout = 60)
                  0, "%s: %s", err.reason, err.msg);
     cr_assert_eq(us.entries, 7);
     struct stat st;
-    char *p = pathf("%s/suid", dest);
+    char *p = tu_pathf("%s/suid", dest);
     cr_assert_eq(lstat(p, &st), 0);
     cr_assert_eq(st.st_mode & 07777, 0755);
     cr_assert_eq(st.st_mtim.tv_sec, 1000);
     free(p);
-    p = pathf("%s/sgid", dest);
+    p = tu_pathf("%s/sgid", dest);
     cr_assert_eq(lstat(p, &st), 0);
     cr_assert_eq(st.st_mode & 07777, 0711);
     free(p);
-    p = pathf("%s/tmpdir", dest);
+    p = tu_pathf("%s/tmpdir", dest);
     cr_assert_eq(lstat(p, &st), 0);
     cr_assert_eq(st.st_mode & 07777, 0777);
     cr_assert_eq(st.st_mtim.tv_sec, 2000, "dir mtime set after its content");
     free(p);
-    p = pathf("%s/tmpdir/f", dest);
+    p = tu_pathf("%s/tmpdir/f", dest);
     buf fb = read_all(p);
     cr_assert(fb.len == 4 && memcmp(fb.p, "new!", 4) == 0);
     cr_assert_eq(lstat(p, &st), 0);
     cr_assert_eq(st.st_mode & 07777, 0640);
     free(fb.p);
     free(p);
-    p = pathf("%s/implicit/dir/file", dest);
+    p = tu_pathf("%s/implicit/dir/file", dest);
     cr_assert_eq(lstat(p, &st), 0);
     cr_assert_eq(st.st_mode & 07777, 0444);
     free(p);
     free(zs.z);
     free(dest);
-    rm_tmp(tmp);
+    tu_rm(tmp);
 }
 
 /* --- the tree on disk, and whose fault a failure is ---------------------- */
@@ -1440,7 +1416,7 @@ static uint64_t largest_file(const char *dir)
     cr_assert_geq(n, 0, "scandir %s", dir);
     uint64_t max = 0;
     for (int i = 0; i < n; i++) {
-        char *p = pathf("%s/%s", dir, l[i]->d_name);
+        char *p = tu_pathf("%s/%s", dir, l[i]->d_name);
         struct stat st;
         cr_assert_eq(lstat(p, &st), 0);
         uint64_t s = S_ISDIR(st.st_mode)   ? largest_file(p)
@@ -1464,7 +1440,7 @@ static void expect_refused(const char *tmp, const char *name, zstream *zs,
                            const char *what)
 {
     for (int th = 0; th < 2; th++) {
-        char *sub = pathf("%s-%d", name, th);
+        char *sub = tu_pathf("%s-%d", name, th);
         char *dest = fresh_dir(tmp, sub);
         ds_unpack_opts o = {.size = zs->size,
                             .sha256 = zs->sha,
@@ -1484,7 +1460,7 @@ static void expect_refused(const char *tmp, const char *name, zstream *zs,
                       "%s: a file larger than "
                       "the declared size was written",
                       sub);
-        char *after = pathf("%s/after.txt", dest);
+        char *after = tu_pathf("%s/after.txt", dest);
         cr_assert_not(exists(after), "%s: went on past the entry", sub);
         free(after);
         free(dest);
@@ -1498,7 +1474,7 @@ static void expect_refused(const char *tmp, const char *name, zstream *zs,
  * the form or size, nothing of it written. */
 Test(pack, sparse_files_are_refused, .timeout = 60)
 {
-    char *tmp = make_tmp();
+    char *tmp = tu_tmpdir("pack");
     const uint64_t tb32 = 1ull << 45;
     static const struct {
         const char *name;
@@ -1574,14 +1550,14 @@ Test(pack, sparse_files_are_refused, .timeout = 60)
     expect_refused(tmp, "pax-32tib", &zs, "corrupt-tar", "big.img",
                    "sparse file");
     free(zs.z);
-    rm_tmp(tmp);
+    tu_rm(tmp);
 }
 
 /* A plain file whose header claims more than the declared size (and more
  * than the stream holds) is refused at its header: nothing is created. */
 Test(pack, files_larger_than_declared_are_refused_at_the_header)
 {
-    char *tmp = make_tmp();
+    char *tmp = tu_tmpdir("pack");
     buf t = {0};
     uint8_t h[512], data[512];
     raw_header(h, "first.txt", '0', 5, 0);
@@ -1601,14 +1577,14 @@ Test(pack, files_larger_than_declared_are_refused_at_the_header)
     zstream_of(&t, &zs);
     expect_refused(tmp, "huge", &zs, "too-large", "huge.bin",
                    "past the declared size");
-    char *p = pathf("%s/huge-0/huge.bin", tmp);
+    char *p = tu_pathf("%s/huge-0/huge.bin", tmp);
     cr_assert_not(exists(p), "refused before it was created");
     free(p);
-    p = pathf("%s/huge-0/first.txt", tmp);
+    p = tu_pathf("%s/huge-0/first.txt", tmp);
     cr_assert(exists(p), "the entry before it was extracted");
     free(p);
     free(zs.z);
-    rm_tmp(tmp);
+    tu_rm(tmp);
 }
 
 /* Hardlinks store no data, so the stream's size bounds them only through
@@ -1617,7 +1593,7 @@ Test(pack, files_larger_than_declared_are_refused_at_the_header)
  * every filesystem alike. */
 Test(pack, hardlink_count_is_bounded, .timeout = 120)
 {
-    char *tmp = make_tmp();
+    char *tmp = tu_tmpdir("pack");
     for (int over = 0; over < 2; over++) {
         buf t;
         struct archive *w = start_tar(&t);
@@ -1636,8 +1612,8 @@ Test(pack, hardlink_count_is_bounded, .timeout = 120)
         ds_unpack_stats us;
         ds_err err;
         int rc = unpack_from(dest, zs.z, zs.zlen, piece_64k, 1, &o, &us, &err);
-        char *f = pathf("%s/f", dest);
-        char *after = pathf("%s/after.txt", dest);
+        char *f = tu_pathf("%s/f", dest);
+        char *after = tu_pathf("%s/after.txt", dest);
         if (!over) {
             cr_assert_eq(rc, 0, "%s: %s", err.reason, err.msg);
             struct stat st;
@@ -1657,13 +1633,13 @@ Test(pack, hardlink_count_is_bounded, .timeout = 120)
         free(dest);
         free(zs.z);
     }
-    rm_tmp(tmp);
+    tu_rm(tmp);
 }
 
 /* Overlong link targets are refused as unsafe-path like overlong paths. */
 Test(pack, overlong_link_targets_are_refused)
 {
-    char *tmp = make_tmp();
+    char *tmp = tu_tmpdir("pack");
     char longt[4300];
     for (size_t i = 0; i < sizeof(longt) - 1; i++)
         longt[i] = i % 100 == 99 ? '/' : 't';
@@ -1681,7 +1657,7 @@ Test(pack, overlong_link_targets_are_refused)
                        "entry l", "longer than 4096 bytes");
         free(zs.z);
     }
-    rm_tmp(tmp);
+    tu_rm(tmp);
 }
 
 /* One regular file of `size` bytes of text, then after.txt. */
@@ -1703,7 +1679,7 @@ static void one_file_tar(zstream *zs, const char *name, size_t size)
  * the same errno ext4 gives past 16 TiB) is the archive's fault. */
 Test(pack, a_file_too_big_for_the_filesystem_is_too_large)
 {
-    char *tmp = make_tmp();
+    char *tmp = tu_tmpdir("pack");
     zstream zs;
     one_file_tar(&zs, "big.bin", 1 << 20);
     char *dest = fresh_dir(tmp, "fsize");
@@ -1724,7 +1700,7 @@ Test(pack, a_file_too_big_for_the_filesystem_is_too_large)
     cr_assert_neq(strstr(err.msg, "write big.bin"), NULL, "%s", err.msg);
     free(dest);
     free(zs.z);
-    rm_tmp(tmp);
+    tu_rm(tmp);
 }
 
 /* A full disk is the site's fault: io-error (retried), never the
@@ -1756,7 +1732,7 @@ Test(pack, a_full_disk_stays_a_local_error)
     }
     cr_assert_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0,
                  "make / private: %s", strerror(errno));
-    char *tmp = make_tmp();
+    char *tmp = tu_tmpdir("pack");
     char *disk = fresh_dir(tmp, "disk");
     cr_assert_eq(mount("tmpfs", disk, "tmpfs", 0, "size=256k"), 0,
                  "mount tmpfs: %s", strerror(errno));
@@ -1774,7 +1750,7 @@ Test(pack, a_full_disk_stays_a_local_error)
     free(dest);
     free(disk);
     free(zs.z);
-    rm_tmp(tmp);
+    tu_rm(tmp);
 }
 
 /* --- two unpacks at once -------------------------------------------------- */
@@ -1805,7 +1781,7 @@ Test(pack, two_unpacks_in_parallel, .timeout = 120)
     sample s;
     sample_make(&s);
     /* A second stream with other compressed bytes for the same tree. */
-    char *zst2 = pathf("%s/mt.tar.zst", s.tmp);
+    char *zst2 = tu_pathf("%s/mt.tar.zst", s.tmp);
     ds_pack_stats st2;
     ds_err err;
     cr_assert_eq(pack_to(s.src, zst2, 1, 2, NULL, &st2, &err), 0, "%s",
@@ -1855,7 +1831,7 @@ static off_t file_size(const char *path)
  * unread. */
 Test(pack, helper_thread_stops_when_the_tar_side_fails, .timeout = 60)
 {
-    char *tmp = make_tmp();
+    char *tmp = tu_tmpdir("pack");
     const size_t big = 3 << 20, tail = 24 << 20;
     uint8_t *data = malloc(tail);
     cr_assert_not_null(data);
@@ -1898,11 +1874,11 @@ Test(pack, helper_thread_stops_when_the_tar_side_fails, .timeout = 60)
         cr_assert_lt(f.pos, zs.zlen / 2, "%s: read %zu of %zu bytes", names[c],
                      f.pos, zs.zlen);
         cr_assert_leq(us.size, o.size, "never past the declared size");
-        char *p = pathf("%s/first.bin", dest);
+        char *p = tu_pathf("%s/first.bin", dest);
         cr_assert_eq(file_size(p), (off_t)big, "%s: first.bin complete",
                      names[c]);
         free(p);
-        p = pathf("%s/after.bin", dest);
+        p = tu_pathf("%s/after.bin", dest);
         if (c == 2)
             cr_assert_leq(file_size(p), (off_t)(2 << 20));
         else
@@ -1912,7 +1888,7 @@ Test(pack, helper_thread_stops_when_the_tar_side_fails, .timeout = 60)
         free(zs.z);
     }
     free(data);
-    rm_tmp(tmp);
+    tu_rm(tmp);
 }
 
 /* A source whose sender went quiet: it hands out all but the stream's
@@ -1954,7 +1930,7 @@ static void stall_interrupt(void *ctx)
  * incomplete timeout). Without the hook this test hangs. */
 Test(pack, stalled_source_is_interrupted_when_the_tar_side_fails, .timeout = 60)
 {
-    char *tmp = make_tmp();
+    char *tmp = tu_tmpdir("pack");
     const size_t big = 3 << 20;
     uint8_t *data = malloc(big);
     cr_assert_not_null(data);
@@ -1988,7 +1964,7 @@ Test(pack, stalled_source_is_interrupted_when_the_tar_side_fails, .timeout = 60)
     free(dest);
     free(zs.z);
     free(data);
-    rm_tmp(tmp);
+    tu_rm(tmp);
 }
 
 /* Every way a small stream can fail, under tmp, with the given
@@ -2071,7 +2047,7 @@ static void small_stream_cases(char *tmp, const zstream *zs,
  * and so do they when made to use it. */
 Test(pack, small_streams_fail_with_their_reason, .timeout = 60)
 {
-    char *tmp = make_tmp();
+    char *tmp = tu_tmpdir("pack");
     char text[10000];
     for (size_t i = 0; i < sizeof(text); i++)
         text[i] = "abcdefgh\n"[i % 9];
@@ -2088,5 +2064,5 @@ Test(pack, small_streams_fail_with_their_reason, .timeout = 60)
     free(m0);
     free(m1);
     free(zs.z);
-    rm_tmp(tmp);
+    tu_rm(tmp);
 }

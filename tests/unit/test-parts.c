@@ -30,6 +30,7 @@
 #include "pack.h"
 #include "parts.h"
 #include "unpack.h"
+#include "testutil.h"
 
 /* --- helpers ---------------------------------------------------------- */
 
@@ -69,17 +70,6 @@ static void sha256_of(const void *p, size_t n, uint8_t out[32])
 {
     unsigned len = 0;
     cr_assert_eq(EVP_Digest(p, n, out, &len, EVP_sha256(), NULL), 1);
-}
-
-static char *pathf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *pathf(const char *fmt, ...)
-{
-    char *p = NULL;
-    va_list ap;
-    va_start(ap, fmt);
-    cr_assert_geq(vasprintf(&p, fmt, ap), 0);
-    va_end(ap);
-    return p;
 }
 
 /* Every part the sink emitted, frames copied. */
@@ -632,20 +622,6 @@ Test(parts, bad_options_and_misuse_are_errors)
 
 /* --- ds_pack_parts ------------------------------------------------------- */
 
-static char *make_tmp(void)
-{
-    char *d = strdup("/tmp/test-parts-XXXXXX");
-    cr_assert_not_null(mkdtemp(d));
-    return d;
-}
-
-static void rm_tmp(char *d)
-{
-    ds_err err;
-    cr_assert_eq(ds_rm_rf(d, &err), 0, "%s", err.msg);
-    free(d);
-}
-
 static void write_file(const char *path, const void *data, size_t len,
                        mode_t mode)
 {
@@ -663,7 +639,7 @@ static void make_tree(const char *root)
 {
     static const char *dirs[] = {"a", "a/b", "a/b/c", "empty", "many"};
     for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
-        char *p = pathf("%s/%s", root, dirs[i]);
+        char *p = tu_pathf("%s/%s", root, dirs[i]);
         cr_assert_eq(mkdir(p, 0755), 0, "mkdir %s", p);
         free(p);
     }
@@ -671,23 +647,23 @@ static void make_tree(const char *root)
     uint8_t *data = malloc(big);
     cr_assert_not_null(data);
     fill_random(data, 2 << 20, 77);
-    char *p = pathf("%s/a/b/random.bin", root);
+    char *p = tu_pathf("%s/a/b/random.bin", root);
     write_file(p, data, 2 << 20, 0644);
     free(p);
     fill_text(data, big, 3);
-    p = pathf("%s/a/b/c/text.log", root);
+    p = tu_pathf("%s/a/b/c/text.log", root);
     write_file(p, data, big, 0600);
     free(p);
     for (int i = 0; i < 100; i++) {
-        p = pathf("%s/many/f%03d", root, i);
+        p = tu_pathf("%s/many/f%03d", root, i);
         write_file(p, data + i * 1000, 100 + (size_t)i * 97,
                    i % 2 ? 0755 : 0644);
         free(p);
     }
-    p = pathf("%s/a/empty.txt", root);
+    p = tu_pathf("%s/a/empty.txt", root);
     write_file(p, "", 0, 0644);
     free(p);
-    p = pathf("%s/link", root);
+    p = tu_pathf("%s/link", root);
     cr_assert_eq(symlink("a/b/random.bin", p), 0);
     free(p);
     free(data);
@@ -731,8 +707,8 @@ static uint64_t same_tree(const char *a, const char *b)
     uint64_t n = 0;
     for (int i = 0; i < na; i++) {
         cr_assert_str_eq(la[i]->d_name, lb[i]->d_name);
-        char *pa = pathf("%s/%s", a, la[i]->d_name);
-        char *pb = pathf("%s/%s", b, lb[i]->d_name);
+        char *pa = tu_pathf("%s/%s", a, la[i]->d_name);
+        char *pb = tu_pathf("%s/%s", b, lb[i]->d_name);
         struct stat sa, sb;
         cr_assert_eq(lstat(pa, &sa), 0);
         cr_assert_eq(lstat(pb, &sb), 0);
@@ -807,7 +783,7 @@ static void unpack_fails(const char *tmp, const char *name, const uint8_t *z,
                          size_t zlen, const ds_unpack_opts *o,
                          const char *reason, const char *text)
 {
-    char *dest = pathf("%s/%s", tmp, name);
+    char *dest = tu_pathf("%s/%s", tmp, name);
     cr_assert_eq(mkdir(dest, 0755), 0);
     feeder f = {.data = z, .len = zlen};
     ds_err err;
@@ -840,7 +816,7 @@ static void unpack_refusals(const char *tmp, const got *g, const uint8_t *cat,
     size_t z0 = g->p[0].zsize, z1 = g->p[1].zsize;
     memcpy(junk, cat, z0);
     memcpy(junk + z0, cat + z0 + z1, zlen - z0 - z1);
-    char *dest = pathf("%s/gap", tmp);
+    char *dest = tu_pathf("%s/gap", tmp);
     cr_assert_eq(mkdir(dest, 0755), 0);
     feeder f = {.data = junk, .len = zlen - z1};
     ds_err err;
@@ -871,9 +847,9 @@ static int pack_parts_of(const char *src, const ds_parts_opts *po,
  */
 Test(parts, pack_parts_unpacks_to_the_same_tree, .timeout = 120)
 {
-    char *tmp = make_tmp();
-    char *src = pathf("%s/src", tmp);
-    char *zst = pathf("%s/one.tar.zst", tmp);
+    char *tmp = tu_tmpdir("parts");
+    char *src = tu_pathf("%s/src", tmp);
+    char *zst = tu_pathf("%s/one.tar.zst", tmp);
     cr_assert_eq(mkdir(src, 0755), 0);
     make_tree(src);
 
@@ -907,7 +883,7 @@ Test(parts, pack_parts_unpacks_to_the_same_tree, .timeout = 120)
 
     uint8_t *cat = concat(&g, &zlen);
     cr_assert_eq(zlen, st.zsize);
-    char *dest = pathf("%s/dest", tmp);
+    char *dest = tu_pathf("%s/dest", tmp);
     cr_assert_eq(mkdir(dest, 0755), 0);
     ds_unpack_opts uo = {
         .size = st.size, .sha256 = st.sha256, .multi_frame = 1};
@@ -925,7 +901,7 @@ Test(parts, pack_parts_unpacks_to_the_same_tree, .timeout = 120)
     got_free(&g);
 
     /* The tar file as the source: its entries copied, the same tree. */
-    char *tarpath = pathf("%s/src.tar", tmp);
+    char *tarpath = tu_pathf("%s/src.tar", tmp);
     fd = open(tarpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     cr_assert_geq(fd, 0);
     cr_assert_eq(write(fd, tar, tlen), (ssize_t)tlen);
@@ -934,7 +910,7 @@ Test(parts, pack_parts_unpacks_to_the_same_tree, .timeout = 120)
     cr_assert_eq(pack_parts_of(tarpath, &po, NULL, &g, &st2, &err), 0, "%s",
                  err.msg);
     cat = concat(&g, &zlen);
-    char *dest2 = pathf("%s/dest2", tmp);
+    char *dest2 = tu_pathf("%s/dest2", tmp);
     cr_assert_eq(mkdir(dest2, 0755), 0);
     uo = (ds_unpack_opts){
         .size = st2.size, .sha256 = st2.sha256, .multi_frame = 1};
@@ -952,7 +928,7 @@ Test(parts, pack_parts_unpacks_to_the_same_tree, .timeout = 120)
     free(dest2);
     free(src);
     free(zst);
-    rm_tmp(tmp);
+    tu_rm(tmp);
 }
 
 static int cancel_after(void *ctx)
@@ -965,8 +941,8 @@ static int cancel_after(void *ctx)
  * pack's own cancel hook cancels the sink: nothing is emitted after. */
 Test(parts, pack_parts_stops_on_a_failing_callback_or_cancel, .timeout = 60)
 {
-    char *tmp = make_tmp();
-    char *src = pathf("%s/src", tmp);
+    char *tmp = tu_tmpdir("parts");
+    char *src = tu_pathf("%s/src", tmp);
     cr_assert_eq(mkdir(src, 0755), 0);
     make_tree(src);
     ds_err err;
@@ -992,5 +968,72 @@ Test(parts, pack_parts_stops_on_a_failing_callback_or_cancel, .timeout = 60)
     /* A missing sink is refused. */
     cr_assert_eq(ds_pack_parts(src, NULL, NULL, &st, &err), -EINVAL);
     free(src);
-    rm_tmp(tmp);
+    tu_rm(tmp);
+}
+
+/* want_frame: the parts it declines come without a frame (nothing
+ * compressed), with their bytes; ds_parts_frame then makes exactly the
+ * frame the pool would have made. */
+typedef struct lazy {
+    ds_parts *s;
+    const got *ref;
+    size_t n, declined;
+} lazy;
+
+static int want_odd(void *ctx, const uint8_t *id, size_t size)
+{
+    (void)ctx;
+    (void)size;
+    return id[0] & 1;
+}
+
+static int lazy_emit(void *ctx, const ds_cut_part *p, ds_err *err)
+{
+    lazy *l = ctx;
+    const ds_cut_part *r = &l->ref->p[l->n++];
+    cr_assert_eq(memcmp(p->id, r->id, DS_SHA256_LEN), 0);
+    uint8_t md[DS_SHA256_LEN];
+    unsigned mdlen = 0;
+    EVP_Digest(p->data, p->size, md, &mdlen, EVP_sha256(), NULL);
+    cr_assert_eq(memcmp(md, p->id, DS_SHA256_LEN), 0, "data is not the part");
+    if (p->frame != NULL) {
+        cr_assert(p->id[0] & 1, "a declined part came with a frame");
+        cr_assert_eq(p->zsize, r->zsize);
+        return 0;
+    }
+    cr_assert_eq(p->id[0] & 1, 0, "a wanted part came without a frame");
+    cr_assert_eq(p->zsize, 0);
+    l->declined++;
+    const uint8_t *f = NULL;
+    size_t z = 0;
+    int rc = ds_parts_frame(l->s, p, &f, &z, err);
+    cr_assert_eq(rc, 0, "%s", err->msg);
+    cr_assert_eq(z, r->zsize);
+    cr_assert_eq(memcmp(f, r->frame, z), 0, "ds_parts_frame's frame differs");
+    return 0;
+}
+
+Test(parts, declined_frames_are_not_made, .timeout = 60)
+{
+    size_t len = 4 << 20;
+    uint8_t *d = mixed(len, 23);
+    static const size_t sizes[] = {65536};
+    got ref = {0};
+    ds_parts_totals t;
+    ds_parts_opts o = {.threads = 2, .part_size = 100000};
+    run_sink(&o, d, len, sizes, 1, &ref, &t);
+    o.want_frame = want_odd;
+    lazy l = {.ref = &ref};
+    ds_err err;
+    cr_assert_eq(ds_parts_new(&o, lazy_emit, &l, &l.s, &err), 0);
+    cr_assert_eq(ds_parts_write(l.s, d, len, &err), 0, "%s", err.msg);
+    ds_parts_totals t2;
+    cr_assert_eq(ds_parts_finish(l.s, &t2, &err), 0, "%s", err.msg);
+    ds_parts_free(l.s);
+    cr_assert_eq(l.n, ref.n);
+    cr_assert_gt(l.declined, 5, "only %zu of %zu parts declined", l.declined,
+                 l.n);
+    cr_assert_eq(memcmp(t2.sha256, t.sha256, DS_SHA256_LEN), 0);
+    got_free(&ref);
+    free(d);
 }

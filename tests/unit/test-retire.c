@@ -19,6 +19,7 @@
 
 #include "fsutil.h"
 #include "library.h"
+#include "testutil.h"
 
 #define PKG "app"
 
@@ -27,21 +28,6 @@
     cr_assert_lt(snprintf(buf, sizeof(buf), __VA_ARGS__), (int)sizeof(buf))
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static char *make_tmpdir(void)
-{
-    char tmpl[] = "/tmp/despool-test-retire-XXXXXX";
-    char *d = mkdtemp(tmpl);
-    cr_assert_not_null(d, "mkdtemp");
-    return strdup(d);
-}
-
-static void remove_tmpdir(char *dir)
-{
-    ds_err err;
-    cr_expect_eq(ds_rm_rf(dir, &err), 0, "rm -rf %s: %s", dir, err.msg);
-    free(dir);
-}
 
 static ds_library *open_lib(const char *root)
 {
@@ -206,7 +192,7 @@ static int wait_child(pid_t pid)
 
 Test(retire, keep_leaves_the_files_and_marks_the_package)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("retire");
     ds_library *lib = open_lib(root);
     ds_err err;
     uint64_t cur;
@@ -245,12 +231,12 @@ Test(retire, keep_leaves_the_files_and_marks_the_package)
     cr_assert_eq(current_of(lib, PKG), 2);
     cr_assert_eq(retired_of(lib, PKG), 1, "retired survives a restart");
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 Test(retire, keep_twice_writes_nothing_more)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("retire");
     ds_library *lib = open_lib(root);
     ds_err err;
     uint64_t cur;
@@ -269,12 +255,12 @@ Test(retire, keep_twice_writes_nothing_more)
     cr_assert_eq(a.st_ino, b.st_ino, "the marker was written again");
     cr_assert_eq(retired_of(lib, PKG), 1);
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 Test(retire, finalize_revives_a_kept_package)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("retire");
     ds_library *lib = open_lib(root);
     ds_err err;
     uint64_t cur;
@@ -304,7 +290,7 @@ Test(retire, finalize_revives_a_kept_package)
     cr_assert_eq(cur, 2);
     cr_assert_eq(retired_of(lib, PKG), 1);
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 /* A worker killed between writing the marker's temporary file and the
@@ -312,7 +298,7 @@ Test(retire, finalize_revives_a_kept_package)
  * the next start-up sweeps the dead worker's temporary file. */
 Test(retire, crash_while_marking_leaves_no_marker)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("retire");
     ds_library *lib = open_lib(root);
     ds_err err;
     uint64_t cur;
@@ -338,7 +324,7 @@ Test(retire, crash_while_marking_leaves_no_marker)
                  err.msg);
     cr_assert_eq(retired_of(lib, PKG), 1);
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 /* ---- remove ---------------------------------------------------------------
@@ -346,7 +332,7 @@ Test(retire, crash_while_marking_leaves_no_marker)
 
 Test(retire, remove_deletes_the_package)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("retire");
     ds_library *lib = open_lib(root);
     ds_err err;
     uint64_t cur;
@@ -385,12 +371,12 @@ Test(retire, remove_deletes_the_package)
     cr_assert_eq(cur, 1);
     cr_assert(!exists(path));
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 Test(retire, missing_package_creates_nothing)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("retire");
     ds_library *lib = open_lib(root);
     ds_err err;
     uint64_t cur;
@@ -429,7 +415,7 @@ Test(retire, missing_package_creates_nothing)
     int r;
     cr_assert_lt(ds_library_retired(lib, ".hidden", &r, &err), 0);
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 /* An update of the package in progress (its staging directory, ours)
@@ -437,7 +423,7 @@ Test(retire, missing_package_creates_nothing)
  * finalize then fails with a local error, and its retry starts fresh. */
 Test(retire, remove_while_a_staging_dir_exists)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("retire");
     ds_library *lib = open_lib(root);
     ds_err err;
     uint64_t cur;
@@ -477,7 +463,7 @@ Test(retire, remove_while_a_staging_dir_exists)
     cr_assert_eq(put_version(lib, PKG, 2), DS_FINALIZED, "the retry");
     cr_assert_eq(current_of(lib, PKG), 2);
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 /* The delete of the moved tree fails (fault point): the package is gone
@@ -485,7 +471,7 @@ Test(retire, remove_while_a_staging_dir_exists)
  * while its worker lives, and the next start-up deletes it. */
 Test(retire, trash_leftover_is_deleted_at_start_up)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("retire");
     ds_library *lib = open_lib(root);
     ds_err err;
     uint64_t cur;
@@ -524,7 +510,7 @@ Test(retire, trash_leftover_is_deleted_at_start_up)
     cr_assert_eq(removed, 0, "counted apart from staging directories");
     free(log);
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 /* A finalize that waited for the package lock while the package was
@@ -548,7 +534,7 @@ static void *finalize_thread(void *arg)
 
 Test(retire, finalize_waiting_for_the_lock_sees_the_removal)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("retire");
     ds_library *lib = open_lib(root);
     char lock[PATH_MAX], path[PATH_MAX], moved[PATH_MAX];
     put_version(lib, PKG, 1);
@@ -582,7 +568,7 @@ Test(retire, finalize_waiting_for_the_lock_sees_the_removal)
     target[r] = '\0';
     cr_assert_str_eq(target, "versions/1", "nothing finalized in the tree");
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 /* ---- errors ---------------------------------------------------------------
@@ -590,7 +576,7 @@ Test(retire, finalize_waiting_for_the_lock_sees_the_removal)
 
 Test(retire, errors_name_the_path)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("retire");
     ds_library *lib = open_lib(root);
     ds_err err;
     uint64_t cur;
@@ -652,7 +638,7 @@ Test(retire, errors_name_the_path)
     cr_assert_eq(retired_of(lib, PKG), 1);
     cr_assert_eq(count_entries(trash), 0);
     ds_library_close(lib);
-    remove_tmpdir(root);
+    tu_rm(root);
 }
 
 /* A package directory, then a root, the worker may not write: io-error
@@ -700,7 +686,7 @@ static int chown_tree(const char *root, uid_t uid, gid_t gid)
 
 Test(retire, read_only_directories)
 {
-    char *root = make_tmpdir();
+    char *root = tu_tmpdir("retire");
     ds_library *lib = open_lib(root);
     put_version(lib, PKG, 1);
     ds_library_close(lib);
@@ -719,5 +705,5 @@ Test(retire, read_only_directories)
         cr_assert_eq(wait_child(pid), 0, "check failed (see the number)");
         cr_assert_eq(chown_tree(root, 0, 0), 0);
     }
-    remove_tmpdir(root);
+    tu_rm(root);
 }
