@@ -1191,7 +1191,8 @@ static int cleanup_package(ds_library *lib, const char *pkg, unsigned *removed,
     int lrc = 0;
     while ((de = ds_lib_next_entry(d, shown, &lrc, &perr)) != NULL) {
         if (!tmp_token(de->d_name, TMP_PREFIX, tok) &&
-            !tmp_token(de->d_name, RETIRED_TMP_PREFIX, tok))
+            !tmp_token(de->d_name, RETIRED_TMP_PREFIX, tok) &&
+            !tmp_token(de->d_name, PARTLIST_TMP_PREFIX, tok))
             continue;
         int live = tok[0] != '\0' ? ds_lib_token_live(lib, tok, &perr) : 0;
         if (live < 0) {

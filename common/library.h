@@ -7,6 +7,7 @@
  *   <root>/<package>/.staging/<token>-<tag>/  work in progress
  *   <root>/<package>/.lock                    per-package finalize lock
  *   <root>/<package>/retired                  a kept retired package
+ *   <root>/<package>/.partlist                current's parts (a cache)
  *   <root>/.despool/workers/<token>.lock      held (flock) by a live worker
  *   <root>/.despool/trash/<token>-<pkg>-<n>   a removed package being deleted
  *
@@ -157,6 +158,26 @@ void ds_library_mark_release(ds_library_mark *mark);
 
 /* Remove a staging directory (abandoned or failed update). */
 int ds_library_discard(ds_library *lib, const char *staging, ds_err *err);
+
+/*
+ * The part list of current (library_partlist.c; the bytes are partlist.h's,
+ * opaque here): a cache beside the package, for re-creating the next
+ * version's parts from disk. Save writes it, under the package lock, only
+ * while current is version (else it does nothing: a newer version won);
+ * not synced. Load reads it into a new buffer (free() it); no list (no
+ * package, no file) is 0 with *buf NULL; a file that is not regular or is
+ * over max bytes is reason "bad-partlist".
+ */
+int ds_library_save_partlist(ds_library *lib, const char *package,
+                             uint64_t version, const uint8_t *buf, size_t len,
+                             ds_err *err);
+int ds_library_load_partlist(ds_library *lib, const char *package, size_t max,
+                             uint8_t **buf, size_t *len, ds_err *err);
+
+/* <root>/<package>/versions/<version> into path (n bytes). */
+int ds_library_version_path(const ds_library *lib, const char *package,
+                            uint64_t version, char *path, size_t n,
+                            ds_err *err);
 
 /*
  * Retired packages (schema v2 section 11; retire.c). A retire is a

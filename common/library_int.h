@@ -28,6 +28,10 @@
 #define RETIRED_NAME       "retired"
 #define RETIRED_TMP_PREFIX ".retired."
 
+/* The part list of current (library_partlist.c) and its temporary name. */
+#define PARTLIST_NAME       ".partlist"
+#define PARTLIST_TMP_PREFIX ".partlist."
+
 #define FIX_PKG                                                                \
     "move it out of the library (this path is the package's directory)"
 

@@ -76,9 +76,12 @@ static const desc counter_desc[DS_C__N] = {
                       "Retire tombstones (schema v2) this site acted on."},
     [DS_C_PARTS] = {"despool_parts_fetched_total",
                     "Parts (schema v2) read from pkg.content and verified."},
-    [DS_C_PART_BYTES] = {"despool_part_bytes_total",
-                         "Compressed bytes of the parts read from "
-                         "pkg.content."},
+    [DS_C_PARTS_LOCAL] = {"despool_parts_local_total",
+                          "Parts (schema v2) re-created from the installed "
+                          "version and verified, not fetched."},
+    [DS_C_LINKED_BYTES] = {"despool_linked_bytes_total",
+                           "Bytes of files shared (hardlinked) with the "
+                           "installed version instead of written."},
 };
 
 static const struct {
@@ -92,6 +95,10 @@ static const struct {
     [DS_L_ERRORS] = {"despool_errors_total", "kind",
                      "Errors by kind: kafka (client errors), local (library "
                      "disk), commit, dead-letter (DLQ write failed)."},
+    [DS_L_PART_BYTES] = {"despool_part_bytes_total", "source",
+                         "Frame bytes of schema v2 parts by where the site "
+                         "got them: fetched from pkg.content, or local "
+                         "(re-created from the installed version)."},
 };
 
 static const desc gauge_desc[DS_G__N] = {

@@ -7,9 +7,9 @@
  * thread renders; both are rare next to the work itself.
  *
  * Labelled counters (discarded{reason}, dead_lettered{reason},
- * errors{kind}) take label values from the program's own stable codes;
- * beyond DS_METRICS_MAX_LABELS distinct values per registry the rest are
- * counted under "other", so a bug can never blow up the series count.
+ * errors{kind}, part_bytes{source}) take label values from the program's own
+ * stable codes; beyond DS_METRICS_MAX_LABELS distinct values per registry the
+ * rest are counted under "other", so a bug can never blow up the series count.
  */
 #ifndef DS_METRICS_H
 #define DS_METRICS_H
@@ -33,14 +33,16 @@ typedef enum ds_counter {
     DS_C_EVENTS_MISSING,  /* events deleted by the broker before done */
     DS_C_RETIRED,         /* retire tombstones acted on */
     DS_C_PARTS,           /* schema v2 parts fetched and verified */
-    DS_C_PART_BYTES,      /* their compressed bytes */
+    DS_C_PARTS_LOCAL,     /* parts re-created from the installed version */
+    DS_C_LINKED_BYTES,    /* file bytes shared with the installed version */
     DS_C__N
 } ds_counter;
 
 typedef enum ds_lcounter {
-    DS_L_DISCARDED, /* label reason: stale, duplicate, superseded */
-    DS_L_DEAD,      /* label reason: bad-schema, sha256-mismatch, ... */
-    DS_L_ERRORS,    /* label kind: kafka, local, commit, dead-letter */
+    DS_L_DISCARDED,  /* label reason: stale, duplicate, superseded */
+    DS_L_DEAD,       /* label reason: bad-schema, sha256-mismatch, ... */
+    DS_L_ERRORS,     /* label kind: kafka, local, commit, dead-letter */
+    DS_L_PART_BYTES, /* label source: fetched, local */
     DS_L__N
 } ds_lcounter;
 

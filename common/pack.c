@@ -41,6 +41,8 @@ typedef struct packer {
     int rc; /* first failure recorded by a callback, 0 if none */
     int out_fd;
     ds_parts *sink; /* ds_pack_parts: the tar bytes go here, not to out_fd */
+    ds_pack_out_fn out; /* ds_pack_stream: or here */
+    void *out_ctx;
     ZSTD_CCtx *cctx;
     EVP_MD_CTX *md;
     uint8_t *zbuf;
@@ -109,8 +111,9 @@ static la_ssize_t tar_block(struct archive *a, void *ctx, const void *buf,
                            "pack %s: cancelled", p->source);
         return -1;
     }
-    if (p->sink != NULL) {
-        int rc = ds_parts_write(p->sink, buf, n, p->err);
+    if (p->sink != NULL || p->out != NULL) {
+        int rc = p->sink != NULL ? ds_parts_write(p->sink, buf, n, p->err)
+                                 : p->out(p->out_ctx, buf, n, p->err);
         if (rc < 0) {
             p->rc = rc;
             return -1;
@@ -532,7 +535,7 @@ static int packer_init(packer *p)
     if (p->rbuf == NULL || p->entry == NULL || p->aw == NULL)
         return ds_err_set(p->err, -ENOMEM, "internal", "pack %s: out of memory",
                           p->source);
-    if (p->sink == NULL) {
+    if (p->sink == NULL && p->out == NULL) {
         int rc = stream_init(p);
         if (rc < 0)
             return rc;
@@ -580,6 +583,8 @@ static int finish(packer *p, ds_pack_stats *st)
         r.zsize = t.zsize;
         r.parts = t.parts;
         memcpy(r.sha256, t.sha256, DS_SHA256_LEN);
+    } else if (p->out != NULL) {
+        r.zsize = 0; /* neither hashed nor compressed here */
     } else {
         int rc = compress_out(p, NULL, 0, ZSTD_e_end);
         if (rc < 0)
@@ -599,7 +604,8 @@ static int finish(packer *p, ds_pack_stats *st)
 }
 
 static int pack_run(const char *source, const ds_pack_opts *opts, int out_fd,
-                    ds_parts *sink, ds_pack_stats *st, ds_err *err)
+                    ds_parts *sink, ds_pack_out_fn out, void *out_ctx,
+                    ds_pack_stats *st, ds_err *err)
 {
     packer *p = calloc(1, sizeof(*p));
     if (p == NULL)
@@ -609,6 +615,8 @@ static int pack_run(const char *source, const ds_pack_opts *opts, int out_fd,
     p->err = err;
     p->out_fd = out_fd;
     p->sink = sink;
+    p->out = out;
+    p->out_ctx = out_ctx;
     p->level = opts && opts->level ? opts->level : 3;
     p->threads = opts ? opts->threads : 0;
     p->progress = opts ? opts->progress : NULL;
@@ -680,7 +688,7 @@ int ds_pack(const char *source, const ds_pack_opts *opts, int out_fd,
     if (source == NULL || out_fd < 0)
         return ds_err_set(err, -EINVAL, "internal",
                           "pack: missing source or output");
-    return pack_run(source, opts, out_fd, NULL, st, err);
+    return pack_run(source, opts, out_fd, NULL, NULL, NULL, st, err);
 }
 
 int ds_pack_parts(const char *source, const ds_pack_opts *opts, ds_parts *sink,
@@ -689,7 +697,17 @@ int ds_pack_parts(const char *source, const ds_pack_opts *opts, ds_parts *sink,
     if (source == NULL || sink == NULL)
         return ds_err_set(err, -EINVAL, "internal",
                           "pack: missing source or part cutter");
-    return pack_run(source, opts, -1, sink, st, err);
+    return pack_run(source, opts, -1, sink, NULL, NULL, st, err);
+}
+
+int ds_pack_stream(const char *source, const ds_pack_opts *opts,
+                   ds_pack_out_fn out, void *out_ctx, ds_pack_stats *st,
+                   ds_err *err)
+{
+    if (source == NULL || out == NULL)
+        return ds_err_set(err, -EINVAL, "internal",
+                          "pack: missing source or output callback");
+    return pack_run(source, opts, -1, NULL, out, out_ctx, st, err);
 }
 
 /* Per entry of the tar stream, at most: its header block, a pax extended

@@ -54,6 +54,17 @@ int ds_pack(const char *source, const ds_pack_opts *opts, int out_fd,
 int ds_pack_parts(const char *source, const ds_pack_opts *opts, ds_parts *sink,
                   ds_pack_stats *st, ds_err *err);
 
+/* The same tar stream as ds_pack, uncompressed and unhashed, handed to out
+ * in pieces of up to 64 KiB, in order, on the caller's thread (st->zsize
+ * is 0, st->sha256 unset). out returns 0, or a negative code (with err
+ * filled) that stops the pack and becomes its return. A site re-creates
+ * an installed version's stream with it (localparts.h). */
+typedef int (*ds_pack_out_fn)(void *ctx, const void *buf, size_t n,
+                              ds_err *err);
+int ds_pack_stream(const char *source, const ds_pack_opts *opts,
+                   ds_pack_out_fn out, void *out_ctx, ds_pack_stats *st,
+                   ds_err *err);
+
 /* Before packing, a bound of the tar stream's size, for what depends on
  * it (pkgpub's transaction timeout): a directory's regular file bytes plus
  * 2.5 KiB per entry for the tar's own blocks (header, pax header for long

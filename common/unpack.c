@@ -17,6 +17,8 @@
  */
 #include "unpack.h"
 
+#include "dedup.h"
+
 #include <archive.h>
 #include <archive_entry.h>
 #include <fcntl.h>
@@ -126,6 +128,8 @@ typedef struct unpacker {
     uint64_t entries;
     uint64_t tree; /* sum of the sizes of the regular files so far */
     int kick;      /* start each file's writeback early (KICK_MIN_SIZE) */
+    ds_dedup *dd;  /* opts->link_from, NULL when not sharing */
+    uint64_t linked, linked_bytes;
 
     int dest_fd;
     /* The last parent directory opened, kept open: entries arrive depth
@@ -771,8 +775,8 @@ static int check_file(unpacker *u, struct archive_entry *e, const char *name)
     return 0;
 }
 
-static int put_file(unpacker *u, struct archive *a, struct archive_entry *e,
-                    int dirfd, const char *base, const char *name)
+static int create_file(unpacker *u, int dirfd, const char *base,
+                       const char *name, int *out)
 {
     int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
     int fd = openat(dirfd, base, flags, 0600);
@@ -784,11 +788,50 @@ static int put_file(unpacker *u, struct archive *a, struct archive_entry *e,
     }
     if (fd < 0)
         return fs_fail(u, NEW_NAME, "unpack %s: create %s", u->dest, name);
+    *out = fd;
+    return 0;
+}
+
+/* Every byte of the entry equalled the installed file's: link it (or,
+ * where a link cannot be made, copy it from there). */
+static int share_file(unpacker *u, ds_dedup_file *df, int dirfd,
+                      const char *base, const char *name, int *fd)
+{
+    int r = ds_dedup_link(df, dirfd, base);
+    if (r == -EEXIST) {
+        int rc = make_room(u, dirfd, base, name);
+        if (rc < 0)
+            return rc;
+        r = ds_dedup_link(df, dirfd, base);
+    }
+    if (r == 0) {
+        u->linked++;
+        u->linked_bytes += (uint64_t)df->st.st_size;
+        return 0;
+    }
+    int rc = create_file(u, dirfd, base, name, fd);
+    if (rc == 0)
+        rc = ds_dedup_copy(df, *fd, (int64_t)df->st.st_size, name, u->err);
+    return rc;
+}
+
+static int put_file(unpacker *u, struct archive *a, struct archive_entry *e,
+                    int dirfd, const char *base, const char *name)
+{
     /* check_file accepted size; sparse entries are refused, so the data
      * comes in order and fills [0, size) exactly: nothing is written
      * beyond the size that was counted against the declared one. */
     int64_t size = archive_entry_size(e);
-    int rc = 0;
+    struct timespec ts[2];
+    entry_times(e, ts);
+    ds_dedup_file df = {.fd = -1};
+    int fd = -1, rc = 0;
+    if (ts[1].tv_nsec == UTIME_OMIT ||
+        !ds_dedup_begin(u->dd, u->path, size, archive_entry_perm(e), &ts[1],
+                        &df)) {
+        if ((rc = create_file(u, dirfd, base, name, &fd)) < 0)
+            return rc;
+    }
     int64_t end = 0, kicked = 0;
     for (;;) {
         const void *buf;
@@ -812,6 +855,17 @@ static int put_file(unpacker *u, struct archive *a, struct archive_entry *e,
                             (long long)size);
             goto out;
         }
+        if (fd < 0) {
+            /* Still equal to the installed file so far: nothing written. */
+            if (ds_dedup_same(u->dd, &df, buf, len, (int64_t)off)) {
+                end += (int64_t)len;
+                continue;
+            }
+            if ((rc = create_file(u, dirfd, base, name, &fd)) < 0 ||
+                (rc = ds_dedup_copy(&df, fd, end, name, u->err)) < 0)
+                goto out;
+            ds_dedup_end(&df);
+        }
         if (len > 0 && pwrite_all(fd, buf, len, (off_t)off) < 0) {
             rc = fs_fail(u, NO_NAME, "unpack %s: write %s", u->dest, name);
             goto out;
@@ -822,8 +876,6 @@ static int put_file(unpacker *u, struct archive *a, struct archive_entry *e,
             kicked = end;
         }
     }
-    if (u->kick && end > kicked)
-        kick_writeback(fd, kicked, 0);
     if (end != size) {
         rc = ds_err_set(u->err, -EBADMSG, "corrupt-tar",
                         "unpack %s: entry %s: %lld bytes of data, its header "
@@ -831,15 +883,21 @@ static int put_file(unpacker *u, struct archive *a, struct archive_entry *e,
                         u->dest, name, (long long)end, (long long)size);
         goto out;
     }
-    struct timespec ts[2];
-    entry_times(e, ts);
+    if (fd < 0) {
+        /* The same file as the installed version's: shared, not written. */
+        if ((rc = share_file(u, &df, dirfd, base, name, &fd)) < 0 || fd < 0)
+            goto out;
+    }
+    if (u->kick && end > kicked)
+        kick_writeback(fd, kicked, 0);
     if (fchmod(fd, archive_entry_perm(e) & 0777) < 0 || futimens(fd, ts) < 0) {
         rc = fs_fail(u, NO_NAME, "unpack %s: set mode/mtime of %s", u->dest,
                      name);
         goto out;
     }
 out:
-    if (close(fd) < 0 && rc == 0)
+    ds_dedup_end(&df);
+    if (fd >= 0 && close(fd) < 0 && rc == 0)
         rc = fs_fail(u, NO_NAME, "unpack %s: close %s", u->dest, name);
     return rc;
 }
@@ -1167,6 +1225,8 @@ static int unpacker_init(unpacker *u)
     if (u->opts->size > above)
         pipe_start(u);
     u->kick = u->opts->size > KICK_MIN_SIZE;
+    if (u->opts->link_from != NULL)
+        ds_dedup_open(u->opts->link_from, &u->dd);
     if (u->p == NULL) {
         /* No larger than the stream needs: small updates come by the
          * thousand, some at once. */
@@ -1276,7 +1336,10 @@ out:
         st->entries = u->entries;
         st->size = u->z.size;
         st->zsize = u->z.zsize;
+        st->linked = u->linked;
+        st->linked_bytes = u->linked_bytes;
     }
+    ds_dedup_close(u->dd);
     if (u->cache_fd >= 0)
         close(u->cache_fd);
     if (u->dest_fd >= 0)

@@ -77,12 +77,18 @@ typedef struct ds_unpack_opts {
      * v2's parts, each already decompressed and checked against its id);
      * no zstd. Size and sha256 are still verified over the whole stream. */
     int raw;
+    /* Optional: the installed version's root. A regular file equal to the
+     * file at the same path there (bytes, size, mode, mtime) is made a
+     * hardlink to it instead of a copy (dedup.h). */
+    const char *link_from;
 } ds_unpack_opts;
 
 typedef struct ds_unpack_stats {
     uint64_t entries; /* tar entries extracted */
     uint64_t size;    /* uncompressed bytes seen */
     uint64_t zsize;   /* compressed bytes consumed */
+    uint64_t linked;  /* files linked to the installed version's */
+    uint64_t linked_bytes;
 } ds_unpack_stats;
 
 /* The reason for a filesystem call that failed with errnum while

@@ -13,6 +13,8 @@
 #include <time.h>
 
 #include "log.h"
+#include "partlist.h"
+#include "partsource.h"
 #include "progress.h"
 #include "unpack.h"
 
@@ -44,9 +46,12 @@ struct ds_update {
     ds_manifest man;
     ds_part_ref *refs;
     size_t nrefs;
-    ds_fetch *fetch;
+    ds_fetch *fetch;    /* the index parts */
+    ds_partsource *src; /* the parts: re-created or fetched */
     int fetch_rc;
     ds_err fetch_err;
+    ds_partsource_stats pst; /* where the parts came from */
+    ds_unpack_stats ust;
 
     /* Thread-private while running. */
     rd_kafka_message_t *cur; /* message whose bytes unpack is reading */
@@ -197,7 +202,7 @@ static ssize_t read_part(void *ctx, const void **buf)
     ds_update *u = ctx;
     size_t len = 0;
     uint64_t t = ds_mono_ms();
-    int rc = ds_fetch_next(u->fetch, buf, &len, &u->fetch_err);
+    int rc = ds_partsource_next(u->src, buf, &len, &u->fetch_err);
     u->wait_ms += ds_mono_ms() - t;
     if (rc < 0) {
         u->fetch_rc = rc;
@@ -212,7 +217,103 @@ static void interrupt_fetch(void *ctx)
     pthread_mutex_lock(&u->mu);
     if (u->fetch != NULL)
         ds_fetch_cancel(u->fetch);
+    if (u->src != NULL)
+        ds_partsource_cancel(u->src);
     pthread_mutex_unlock(&u->mu);
+}
+
+/* The installed version (current) of the package, when there is one: its
+ * directory into dir (else dir[0] = '\0'), and its part list into *pl
+ * when the library has one for it (else pl->n == 0, parts NULL). Nothing
+ * here fails the update: without them every part is fetched and every
+ * file written. */
+static void installed(ds_update *u, char *dir, size_t n, ds_partlist *pl)
+{
+    ds_err err;
+    uint64_t cur = 0;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    dir[0] = '\0';
+    memset(pl, 0, sizeof(*pl));
+    if (ds_library_current(u->opts.lib, u->hdr.package, &cur, &err) < 0 ||
+        cur == 0 ||
+        ds_library_version_path(u->opts.lib, u->hdr.package, cur, dir, n,
+                                &err) < 0) {
+        dir[0] = '\0';
+        return;
+    }
+    if (!u->v2 || u->man.form == DS_FORM_INLINE)
+        return;
+    if (ds_library_load_partlist(u->opts.lib, u->hdr.package, DS_PARTLIST_MAX,
+                                 &buf, &len, &err) < 0) {
+        ds_warn("partlist-unreadable",
+                "package=%s error=%s note=\"every part is fetched\"",
+                u->hdr.package, DS_LV(err.msg));
+        return;
+    }
+    if (buf == NULL)
+        return;
+    ds_partlist l;
+    if (ds_partlist_decode(buf, len, u->hdr.package, &l, &err) < 0) {
+        ds_warn("partlist-unreadable",
+                "package=%s error=%s note=\"every part is fetched\"",
+                u->hdr.package, DS_LV(err.msg));
+    } else if (l.version != cur) {
+        ds_partlist_free(&l); /* of another version: of no use */
+    } else {
+        *pl = l;
+    }
+    free(buf);
+}
+
+/* Open the parts as u's source (cancel reaches it). */
+static int source_open(ds_update *u, const char *dir, const ds_partlist *pl,
+                       ds_err *err)
+{
+    ds_partsource *s = NULL;
+    int rc = ds_partsource_open(u->opts.pf, u->hdr.package, u->hdr.version,
+                                u->refs, u->nrefs, dir[0] ? dir : NULL,
+                                pl->parts != NULL ? pl : NULL, &s, err);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&u->mu);
+    u->src = s;
+    if (u->cancel)
+        ds_partsource_cancel(s);
+    pthread_mutex_unlock(&u->mu);
+    return 0;
+}
+
+static void source_close(ds_update *u)
+{
+    pthread_mutex_lock(&u->mu);
+    ds_partsource *s = u->src;
+    u->src = NULL;
+    pthread_mutex_unlock(&u->mu);
+    if (s != NULL)
+        ds_partsource_stats_get(s, &u->pst);
+    ds_partsource_close(s);
+}
+
+/* Keep the new version's part list for the next update (a cache: a
+ * failure is a warning). */
+static void save_partlist(ds_update *u)
+{
+    if (!u->v2 || u->man.form == DS_FORM_INLINE)
+        return;
+    ds_err err;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (ds_partlist_encode(u->hdr.version, u->man.size, u->man.sha256, u->refs,
+                           u->nrefs, &buf, &len, &err) < 0 ||
+        ds_library_save_partlist(u->opts.lib, u->hdr.package, u->hdr.version,
+                                 buf, len, &err) < 0)
+        ds_warn("partlist-not-saved",
+                "package=%s version=%llu error=%s note=\"the next version "
+                "fetches every part\"",
+                u->hdr.package, (unsigned long long)u->hdr.version,
+                DS_LV(err.msg));
+    free(buf);
 }
 
 /* Index form: fetch the index parts, check the index content against the
@@ -308,25 +409,32 @@ static ds_outcome run(ds_update *u)
         .interrupt = interrupt_read,
         .multi_frame = u->v2,
     };
-    ds_unpack_stats st = {0};
+    ds_unpack_stats *st = &u->ust;
     ds_unpack_read_fn rd = read_chunk;
+    char dir[PATH_MAX];
+    ds_partlist pl;
+    installed(u, dir, sizeof(dir), &pl);
+    if (dir[0] != '\0')
+        uo.link_from = dir;
     if (u->v2 && u->man.form != DS_FORM_INLINE) {
-        if (u->man.form == DS_FORM_INDEX && fetch_index(u, err) < 0)
+        if ((u->man.form == DS_FORM_INDEX && fetch_index(u, err) < 0) ||
+            source_open(u, dir, &pl, err) < 0) {
+            ds_partlist_free(&pl);
             return cancelled(u) ? DS_OUT_CANCELLED : classify(err);
-        if (fetch_open(u, u->refs, u->nrefs, err) < 0)
-            return classify(err);
+        }
         rd = read_part;
         uo.raw = 1;
         uo.interrupt = interrupt_fetch;
     }
-    int urc = ds_unpack(u->staging, rd, u, &uo, &st, err);
-    fetch_close(u);
+    int urc = ds_unpack(u->staging, rd, u, &uo, st, err);
+    source_close(u);
+    ds_partlist_free(&pl);
     if (urc < 0 && u->fetch_rc < 0 &&
         strcmp(u->fetch_err.reason, "cancelled") != 0)
         *err = u->fetch_err; /* why the source gave up */
     if (urc < 0)
         return cancelled(u) ? DS_OUT_CANCELLED : classify(err);
-    u->entries = st.entries;
+    u->entries = st->entries;
     u->t_sync_ms = ds_mono_ms();
     if (ds_library_sync(u->opts.lib, u->staging, &u->mark, err) < 0)
         return DS_OUT_IOERROR;
@@ -339,6 +447,8 @@ static ds_outcome run(ds_update *u)
                             u->staging, &u->mark, &fr, err) < 0)
         return DS_OUT_IOERROR;
     u->staging[0] = '\0'; /* renamed into versions/ or removed */
+    if (fr == DS_FINALIZED)
+        save_partlist(u);
     return fr == DS_FINALIZED ? DS_OUT_FINALIZED : DS_OUT_STALE;
 }
 
@@ -444,6 +554,8 @@ void ds_update_cancel(ds_update *u)
     u->cancel = true;
     if (u->fetch != NULL)
         ds_fetch_cancel(u->fetch);
+    if (u->src != NULL)
+        ds_partsource_cancel(u->src);
     pthread_cond_broadcast(&u->cv);
     pthread_mutex_unlock(&u->mu);
 }
@@ -497,6 +609,17 @@ void ds_update_phases(const ds_update *u, double *wait, double *extract,
     *sync = u->t_sync_ms && u->t_finalize_ms
                 ? (double)(u->t_finalize_ms - u->t_sync_ms) / 1000.0
                 : 0.0;
+}
+
+void ds_update_reuse(const ds_update *u, ds_update_reuse_stats *r)
+{
+    r->local_parts = u->pst.local_parts;
+    r->local_bytes = u->pst.local_bytes;
+    r->fetched_parts = u->pst.fetched_parts;
+    r->fetched_bytes = u->pst.fetched_bytes;
+    r->mismatches = u->pst.mismatches;
+    r->linked_files = u->ust.linked;
+    r->linked_bytes = u->ust.linked_bytes;
 }
 
 double ds_update_finalize_seconds(const ds_update *u)

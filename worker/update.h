@@ -97,6 +97,14 @@ ds_update *ds_update_next(const ds_update *u);
 uint64_t ds_update_entries(const ds_update *u);
 double ds_update_seconds(const ds_update *u); /* first chunk to done */
 double ds_update_finalize_seconds(const ds_update *u);
+/* Where a v2 update's parts came from (frame bytes: what pkg.content
+ * would send), and the files it shares with the installed version. */
+typedef struct ds_update_reuse_stats {
+    uint64_t local_parts, local_bytes, fetched_parts, fetched_bytes;
+    uint64_t mismatches;
+    uint64_t linked_files, linked_bytes;
+} ds_update_reuse_stats;
+void ds_update_reuse(const ds_update *u, ds_update_reuse_stats *r);
 /* Where an update's time went: waiting for chunks (the consumer or the
  * sender was behind), extracting (decompress, hash, write), syncing the
  * staged tree. */

@@ -37,6 +37,15 @@ void seed_labels(ds_metrics *m)
         ds_metrics_add_label(m, DS_L_DEAD, dead[i], 0);
     for (size_t i = 0; i < sizeof(errors) / sizeof(*errors); i++)
         ds_metrics_add_label(m, DS_L_ERRORS, errors[i], 0);
+    ds_metrics_add_label(m, DS_L_PART_BYTES, "fetched", 0);
+    ds_metrics_add_label(m, DS_L_PART_BYTES, "local", 0);
+}
+
+void count_reuse(worker *w, const ds_update_reuse_stats *r)
+{
+    ds_metrics_add(w->met, DS_C_PARTS_LOCAL, r->local_parts);
+    ds_metrics_add_label(w->met, DS_L_PART_BYTES, "local", r->local_bytes);
+    ds_metrics_add(w->met, DS_C_LINKED_BYTES, r->linked_bytes);
 }
 
 /* Gauges sampled now and then on the consumer thread: updates in flight,
@@ -59,7 +68,8 @@ void update_gauges(worker *w)
         ds_partfetch_stats st;
         ds_partfetch_stats_get(w->pf, &st);
         ds_metrics_add(w->met, DS_C_PARTS, st.parts - w->pf_seen.parts);
-        ds_metrics_add(w->met, DS_C_PART_BYTES, st.bytes - w->pf_seen.bytes);
+        ds_metrics_add_label(w->met, DS_L_PART_BYTES, "fetched",
+                             st.bytes - w->pf_seen.bytes);
         w->pf_seen = st;
     }
     rd_kafka_topic_partition_list_t *ask =

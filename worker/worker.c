@@ -72,6 +72,9 @@ static void complete_one(worker *w, ds_update *u)
     double fin_secs = ds_update_finalize_seconds(u),
            upd_secs = ds_update_seconds(u), wait_secs, extract_secs, sync_secs;
     ds_update_phases(u, &wait_secs, &extract_secs, &sync_secs);
+    ds_update_reuse_stats ru;
+    ds_update_reuse(u, &ru);
+    count_reuse(w, &ru);
     ds_update_free(u);
     f->u = NULL;
 
@@ -105,11 +108,16 @@ static void complete_one(worker *w, ds_update *u)
                     "site=%s package=%s version=%" PRIu64 " update_id=%s "
                     "bytes=%" PRIu64 " zbytes=%" PRIu64 " chunks=%" PRIu32
                     " partition=%d offset=%lld seconds=%.3f wait_s=%.3f "
-                    "extract_s=%.3f sync_s=%.3f finalize_s=%.3f",
+                    "extract_s=%.3f sync_s=%.3f finalize_s=%.3f "
+                    "parts_fetched=%" PRIu64 " fetched_bytes=%" PRIu64
+                    " parts_local=%" PRIu64 " local_bytes=%" PRIu64
+                    " files_linked=%" PRIu64 " linked_bytes=%" PRIu64,
                     w->o->site, h->package, h->version, hexid(id, f), h->size,
                     h->zsize, h->chunks, (int)f->partition,
                     (long long)(f->noffsets ? f->offsets[0] : -1), upd_secs,
-                    wait_secs, extract_secs, sync_secs, fin_secs);
+                    wait_secs, extract_secs, sync_secs, fin_secs,
+                    ru.fetched_parts, ru.fetched_bytes, ru.local_parts,
+                    ru.local_bytes, ru.linked_files, ru.linked_bytes);
             report_status(w, h->package, h->version, "installed", "");
             supersede(w, h->package, h->version);
         } else {

@@ -207,6 +207,7 @@ void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 int make_clients(worker *w, ds_err *err);
 
 /* wmetrics.c */
+void count_reuse(worker *w, const ds_update_reuse_stats *r);
 void count_finalized(worker *w, const ds_event *h, double fin_secs,
                      double upd_secs);
 void seed_labels(ds_metrics *m);
