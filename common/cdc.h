@@ -9,7 +9,7 @@
  * restic use rolling hashes): a part ends after its j-th byte at the
  * first j >= DS_CDC_MIN where the gear hash of the 64 bytes ending there,
  *   h = 0; for each byte b: h = (h << 1) + gear[b]   (mod 2^64),
- * has its top 20 bits zero (j < DS_CDC_AVG) or its top 17 bits zero
+ * has its top 19 bits zero (j < DS_CDC_AVG) or its top 16 bits zero
  * (j >= DS_CDC_AVG); at DS_CDC_MAX bytes otherwise (the cutter's own
  * maximum). gear[i] is the first 8 bytes, big-endian, of SHA-256 of the
  * single byte i. Only the 64 bytes before a candidate cut decide it, so
@@ -27,8 +27,8 @@
 
 #include "err.h"
 
-#define DS_CDC_MIN (128u * 1024) /* no part is cut shorter (but the last) */
-#define DS_CDC_AVG (384u * 1024) /* where the stricter mask gives way */
+#define DS_CDC_MIN (64u * 1024)  /* no part is cut shorter (but the last) */
+#define DS_CDC_AVG (192u * 1024) /* where the stricter mask gives way */
 #define DS_CDC_MAX 917504u       /* DS_PART_MAX: the cutter's own limit */
 
 typedef struct ds_cdc {

@@ -9,13 +9,14 @@
  * One group-less, assign-only, read_committed consumer on its own thread
  * serves every open fetch. It is assigned all of pkg.content's partitions
  * once, paused, and reads only the partitions that hold a wanted part:
- * each open fetch wants the next DS_FETCH_WINDOW parts after the one its
- * reader is at, and also takes later parts (up to 64 ahead) whose records
- * come by while their partition is read, as long as buffers allow, so a
- * partition read for a wanted part rarely has to be read again. A
- * partition is seeked to its lowest wanted offset and resumed, and paused
- * again once nothing in it is wanted or next; records that no fetch wants
- * are dropped as they arrive.
+ * each open fetch wants the parts of its window after the one its reader
+ * is at (DS_FETCH_WINDOW parts, and no more than 16 parts' worth of the
+ * largest frames), and also takes later parts (up to 128 ahead) whose
+ * records come by while their partition is read, as long as buffers
+ * allow, so a partition read for a wanted part rarely has to be read
+ * again. A partition is seeked to its lowest wanted offset and resumed,
+ * and paused again once nothing in it is wanted or next; records that no
+ * fetch wants are dropped as they arrive.
  *
  * A part is missing (reason "part-missing") when the first record read at
  * or after its offset is a later one (compacted away, or an aborted or
@@ -28,13 +29,14 @@
  * the update's own thread (next from unpack's helper thread: one at a time
  * per fetch); ds_fetch_cancel from any thread. Memory per open fetch:
  * records wait in buffers of 900 KiB, reused as parts are checked and
- * freed at close: one for each wanted part, and the later parts' only while
- * all in use stay under 12 (at most 28 in all; 12 when the reader keeps
- * up), plus seven decompressed parts (the reader's and six checked
- * ahead). Measured on the bench's 1 GiB tree (1,177 parts, Kafka on the
- * same 2 cores): 7.1 s from commit to finalized in the bench, 5.1-6.2 s
- * from a broker at rest, peak worker RSS 57-64 MiB (before the later
- * parts were kept and resumes seeked: 10-23 s, 61-78 MiB).
+ * freed at close: one for each wanted part, and the later parts' only
+ * while all in use stay under 24 and their frames under 12 of the
+ * largest (at most 56 buffers, whose pages hold only the frames they
+ * got), plus up to 13 decompressed parts (the reader's and those checked
+ * ahead, no more than six of the largest). Measured on the bench's 1 GiB
+ * tree (4,633 parts of content-defined cuts, Kafka on the same 2 cores):
+ * 8.9-10.5 s from commit to finalized, peak worker RSS 55 MiB; 58 MiB
+ * for a 2 GiB update.
  */
 #ifndef DS_PARTFETCH_H
 #define DS_PARTFETCH_H
@@ -46,8 +48,9 @@
 #include "kconf.h"
 #include "manifest.h"
 
-/* Parts received ahead of the reader, per open fetch. */
-#define DS_FETCH_WINDOW 16
+/* Parts sought ahead of the reader, per open fetch, at most (fewer when
+ * they are large: partfetch.c, WINDOW_BYTES). */
+#define DS_FETCH_WINDOW 32
 
 typedef struct ds_partfetch ds_partfetch;
 typedef struct ds_fetch ds_fetch;

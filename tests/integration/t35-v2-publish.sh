@@ -10,9 +10,9 @@
 #    own partition;
 #  - retire: a null on pkg.updates and nulls for every part of version 3;
 #    retiring again, or a package never published: nothing to do, exit 0;
-#  - a publication failing after its transaction began (here: parts over
-#    the producer's message.max.bytes) is aborted and says so; nothing of
-#    it is committed;
+#  - a publication failing after its transaction began (here: fixed-size
+#    parts over the producer's message.max.bytes) is aborted and says so;
+#    nothing of it is committed;
 #  - the previous manifest is found behind 300 later records of other
 #    keys in its partition (read backward in growing windows);
 #  - the index form (forced with --part-size 1024: > 8192 parts): the
@@ -66,7 +66,7 @@ grep -q "no record on pkg.updates.*nothing to do" "$T/retire3.txt" ||
 # A failure after begin: aborted, nothing committed.
 A=$(pkg abort)
 rc=0
-"$PKGPUB" -b "$B" -p "$A" -V 1 --no-progress -X message.max.bytes=500000 \
+"$PKGPUB" -b "$B" -p "$A" -V 1 --no-progress --cut fixed -X message.max.bytes=500000 \
   "$T/src/$P/2" >"$T/abort.out" 2>"$T/abort.err" || rc=$?
 [ $rc = 1 ] || fail "pkgpub with parts over message.max.bytes exited $rc: $(cat "$T/abort.out")"
 grep -Eq "^pkgpub: .*produce to pkg.content partition [0-9]+ key $A/" "$T/abort.err" ||

@@ -50,9 +50,9 @@ grep -q "msg=publish-started .*cut=content" "$T/pkgpub.log" ||
 
 # Content cuts: an edit changes the part it falls in, and now and then
 # the next one or two (the cuts fall in step again at the first cut both
-# versions make: 128 KiB or more after a part's start, under a mask that
-# depends on that distance): at most 8 for three edits, of about 26
-# parts (4-5 measured).
+# versions make: 64 KiB or more after a part's start, under a mask that
+# depends on that distance): at most 8 for three edits, of about 52
+# parts (4-6 measured).
 [ "$SENT_content" -le 8 ] ||
   fail "content cuts sent $SENT_content of $N_content parts for three edits"
 [ "$REUSED_content" -ge $((N_content - 8)) ] ||
