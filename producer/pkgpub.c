@@ -172,8 +172,9 @@ static void print_human(const ds_publish_opts *o, const ds_publish_result *r)
         if (r->index_parts > 0)
             printf(", index %" PRIu64 " parts", r->index_parts);
         printf("\n");
-        printf("  sent        %" PRIu64 " bytes to %s\n", r->content_bytes,
-               DS_TOPIC_CONTENT);
+        printf("  sent        %" PRIu64 " bytes to %s, referenced %" PRIu64
+               " bytes it holds\n",
+               r->content_bytes, DS_TOPIC_CONTENT, r->reused_bytes);
         printf("  manifest    %s partition %" PRId32 " offset %" PRId64 "\n",
                DS_TOPIC_UPDATES, r->partition, r->first_offset);
     } else {
@@ -241,6 +242,8 @@ static int print_json(const ds_publish_opts *o, const ds_publish_result *r)
                                  json_integer((json_int_t)r->index_parts));
         e |= json_object_set_new(j, "content_bytes",
                                  json_integer((json_int_t)r->content_bytes));
+        e |= json_object_set_new(j, "reused_bytes",
+                                 json_integer((json_int_t)r->reused_bytes));
         e |= json_object_set_new(j, "attempts", json_integer(r->attempts));
     }
     if (e != 0) {

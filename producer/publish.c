@@ -80,5 +80,12 @@ int ds_publish(const ds_publish_opts *o, ds_publish_result *r, ds_err *err)
             (ssize_t)sizeof(first.update_id))
             return ds_err_sys(err, "io-error", "getrandom for update id");
     }
+    if (rc == 0)
+        ds_info("published",
+                "package=%s version=%" PRIu64 " schema=2 parts=%" PRIu64
+                " parts_sent=%" PRIu64 " parts_reused=%" PRIu64
+                " sent_bytes=%" PRIu64 " reused_bytes=%" PRIu64,
+                o->package, o->version, r->parts, r->parts_sent,
+                r->parts_reused, r->content_bytes, r->reused_bytes);
     return rc;
 }

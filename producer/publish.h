@@ -75,6 +75,7 @@ typedef struct ds_publish_result {
     uint64_t parts_tombstoned;
     uint64_t index_parts;   /* refs of the index (index form) */
     uint64_t content_bytes; /* compressed bytes produced to pkg.content */
+    uint64_t reused_bytes;  /* frame bytes of the parts reused (not sent) */
     /* On failure after sending began: what became of the transaction and
      * what the user must check (printed after the error), or "". */
     char hint[1536];

@@ -116,7 +116,7 @@ typedef struct v2 {
     int32_t manifest_partition;
     int64_t manifest_offset;
     /* Counts for the result. */
-    uint64_t sent, reused, index_sent, content_bytes;
+    uint64_t sent, reused, index_sent, content_bytes, reused_bytes;
     ds_err *err;
 } v2;
 
@@ -216,6 +216,8 @@ static int want_frame(void *ctx, const uint8_t *id, size_t size)
     v2 *c = ctx;
     if (!atomic_load_explicit(&c->known_ready, memory_order_acquire))
         return 1; /* the previous manifest is still being read */
+    if (c->nknown == 0)
+        return 1;
     ds_part_ref key;
     memcpy(key.id, id, DS_SHA256_LEN);
     const ds_part_ref *r =
@@ -357,8 +359,10 @@ static int place(v2 *c, const uint8_t *id, uint32_t size, const uint8_t *frame,
     int what = ds_partset_place(c->set, id, size, zsize, &entry, c->err);
     if (what < 0)
         return what;
-    if (what == DS_PLACE_REUSE && !c->indexed)
+    if (what == DS_PLACE_REUSE && !c->indexed) {
         c->reused++;
+        c->reused_bytes += ds_partset_at(c->set, entry)->zsize;
+    }
     if (what != DS_PLACE_SEND)
         return 0;
     if (c->indexed)
@@ -665,6 +669,7 @@ static void reset_after_dry_run(v2 *c)
     c->dry = 0;
     c->parts.n = c->index.n = 0;
     c->sent = c->reused = c->index_sent = c->content_bytes = 0;
+    c->reused_bytes = 0;
     c->budget.total = 0;
     memset(c->budget.per, 0,
            (size_t)c->budget.partitions * sizeof(*c->budget.per));
@@ -753,6 +758,7 @@ settle:
     r->parts_sent = c->sent;
     r->parts_reused = c->reused;
     r->content_bytes = c->content_bytes;
+    r->reused_bytes = c->reused_bytes;
 out:
     setup_join(c, 1, NULL);
     r->txn_timeout_ms = c->s.t.timeout_ms;

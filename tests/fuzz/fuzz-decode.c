@@ -1,7 +1,8 @@
 /*
  * fuzz-decode.c - libFuzzer target: arbitrary bytes as a pkg.updates event
  * and as a pkg.status record (schema v1), and as a manifest, a part event,
- * an index content and a part key (schema v2). Decoding must never crash
+ * an index content and a part key (schema v2), and as a site's part list
+ * (partlist.h, a file beside a package). Decoding must never crash
  * or read out of bounds; what decodes must survive a round trip (encode,
  * decode again: the same values), so encoder and decoder agree on every
  * value the decoder accepts.
@@ -12,6 +13,7 @@
 
 #include "codec.h"
 #include "manifest.h"
+#include "partlist.h"
 
 /* Two decoded manifests mean the same: the signing text covers every
  * signed field and the refs' ids and sizes; the rest is compared here. */
@@ -99,12 +101,38 @@ static void fuzz_v2(const uint8_t *data, size_t size)
     (void)ds_value_schema(data, size, &schema, &err);
 }
 
+/* A part list that decodes encodes to the same bytes. */
+static void fuzz_partlist(const uint8_t *data, size_t size)
+{
+    ds_err err;
+    ds_partlist pl;
+    if (ds_partlist_decode(data, size, "fuzz", &pl, &err) != 0)
+        return;
+    ds_part_ref *refs = calloc(pl.n ? pl.n : 1, sizeof(*refs));
+    if (refs == NULL)
+        abort();
+    for (size_t i = 0; i < pl.n; i++) {
+        memcpy(refs[i].id, pl.parts[i].id, DS_SHA256_LEN);
+        refs[i].size = pl.parts[i].size;
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (ds_partlist_encode(pl.version, pl.size, pl.sha256, refs, pl.n, &buf,
+                           &len, &err) != 0 ||
+        len != size || memcmp(buf, data, size) != 0)
+        abort();
+    free(buf);
+    free(refs);
+    ds_partlist_free(&pl);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ds_event ev, again;
     ds_err err;
+    fuzz_partlist(data, size);
     if (ds_event_decode(data, size, &ev, &err) == 0) {
         uint8_t *buf = NULL;
         size_t len = 0;

@@ -12,6 +12,7 @@ extract}/ (generated at run time: nothing binary is checked in).
 import hashlib
 import io
 import os
+import struct
 import subprocess
 import sys
 import tarfile
@@ -74,6 +75,16 @@ def sample_tars():
     yield pax.getvalue()
 
 
+def partlist(version, sizes):
+    """A site's part list (common/partlist.h) of parts of these sizes."""
+    body = b"despool-partlist 1\n" + struct.pack(
+        "<QQ", version, sum(sizes)) + hashlib.sha256(b"stream").digest() + \
+        struct.pack("<I", len(sizes))
+    for k, n in enumerate(sizes):
+        body += hashlib.sha256(b"part%d" % k).digest() + struct.pack("<I", n)
+    return body + hashlib.sha256(body).digest()
+
+
 def main():
     out = sys.argv[1]
     n = 0
@@ -85,6 +96,9 @@ def main():
                     write(os.path.join(out, "decode"), "v%03d" % n,
                           bytes.fromhex(line[len(key):].strip()))
                     n += 1
+    for i, sizes in enumerate(([], [5], [917504, 1, 65536])):
+        write(os.path.join(out, "decode"), "partlist%d" % i,
+              partlist(7 + i, sizes))
     tars = list(sample_tars())
     for i, raw in enumerate(tars):
         write(os.path.join(out, "extract"), "sample%d.tar" % i, raw)
