@@ -24,27 +24,74 @@
 
 #define PUBLISHED "_published"
 
+/* The newest record of each key (<site>/<package>): an array, and an
+ * open-addressing index into it by the key's hash (FNV-1a), grown at half
+ * load. A linear search made reading the topic quadratic: 5,000 packages
+ * at 50 sites are 250,000 keys. */
 typedef struct table {
     ds_status *rec;
     size_t n, cap;
+    size_t *slot; /* rec index + 1, 0 = empty */
+    size_t nslot; /* a power of two */
 } table;
 
-static ds_status *find(table *t, const char *site, const char *package)
+static uint64_t key_hash(const char *site, const char *package)
 {
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = site; *p != '\0'; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    h = (h ^ 0xff) * 1099511628211ull; /* no byte of a name: a separator */
+    for (const char *p = package; *p != '\0'; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    return h;
+}
+
+/* The slot of the key: its record's, or the empty one it would take. */
+static size_t *slot_of(const table *t, const char *site, const char *package)
+{
+    size_t mask = t->nslot - 1;
+    for (size_t i = (size_t)key_hash(site, package) & mask;;
+         i = (i + 1) & mask) {
+        size_t *sl = &t->slot[i];
+        if (*sl == 0)
+            return sl;
+        const ds_status *r = &t->rec[*sl - 1];
+        if (strcmp(r->site, site) == 0 && strcmp(r->package, package) == 0)
+            return sl;
+    }
+}
+
+static ds_status *find(const table *t, const char *site, const char *package)
+{
+    if (t->nslot == 0)
+        return NULL;
+    size_t *sl = slot_of(t, site, package);
+    return *sl ? &t->rec[*sl - 1] : NULL;
+}
+
+static int grow_index(table *t)
+{
+    size_t nslot = t->nslot ? 2 * t->nslot : 128;
+    size_t *ns = calloc(nslot, sizeof(*ns));
+    if (ns == NULL)
+        return -ENOMEM;
+    free(t->slot);
+    t->slot = ns;
+    t->nslot = nslot;
     for (size_t i = 0; i < t->n; i++)
-        if (strcmp(t->rec[i].site, site) == 0 &&
-            strcmp(t->rec[i].package, package) == 0)
-            return &t->rec[i];
-    return NULL;
+        *slot_of(t, t->rec[i].site, t->rec[i].package) = i + 1;
+    return 0;
 }
 
 /* Keep the newest record of each key: the topic is compacted, but until
  * compaction runs it holds older records too, in order. */
 static int put(table *t, const ds_status *st)
 {
-    ds_status *r = find(t, st->site, st->package);
-    if (r != NULL) {
-        *r = *st;
+    if (2 * (t->n + 1) > t->nslot && grow_index(t) < 0)
+        return -ENOMEM;
+    size_t *sl = slot_of(t, st->site, st->package);
+    if (*sl != 0) {
+        t->rec[*sl - 1] = *st;
         return 0;
     }
     if (t->n == t->cap) {
@@ -56,6 +103,7 @@ static int put(table *t, const ds_status *st)
         t->cap = ncap;
     }
     t->rec[t->n++] = *st;
+    *sl = t->n;
     return 0;
 }
 
@@ -138,23 +186,24 @@ static int cmp_str(const void *a, const void *b)
 
 /* Distinct values of one field (site or package), sorted; the published
  * pseudo-site is left out of the site list. */
+/* The distinct package (or site) names, sorted: all of them sorted, then
+ * the repeats dropped (O(n log n) in records). */
 static const char **distinct(const table *t, int sites, size_t *n)
 {
     const char **v = calloc(t->n + 1, sizeof(*v));
     *n = 0;
     if (v == NULL)
         return NULL;
+    size_t k = 0;
     for (size_t i = 0; i < t->n; i++) {
         const char *s = sites ? t->rec[i].site : t->rec[i].package;
-        if (sites && strcmp(s, PUBLISHED) == 0)
-            continue;
-        size_t j = 0;
-        while (j < *n && strcmp(v[j], s) != 0)
-            j++;
-        if (j == *n)
-            v[(*n)++] = s;
+        if (!(sites && strcmp(s, PUBLISHED) == 0))
+            v[k++] = s;
     }
-    qsort(v, *n, sizeof(*v), cmp_str);
+    qsort(v, k, sizeof(*v), cmp_str);
+    for (size_t i = 0; i < k; i++)
+        if (*n == 0 || strcmp(v[*n - 1], v[i]) != 0)
+            v[(*n)++] = v[i];
     return v;
 }
 
@@ -367,6 +416,7 @@ int ds_status_run(const ds_status_opts *o, int *worst, ds_err *err)
     int rc = read_topic(o, &t, err);
     if (rc < 0) {
         free(t.rec);
+        free(t.slot);
         return rc;
     }
     matrix x = {.o = o, .t = &t};
@@ -384,5 +434,6 @@ int ds_status_run(const ds_status_opts *o, int *worst, ds_err *err)
     free(x.pkgs);
     free(x.sites);
     free(t.rec);
+    free(t.slot);
     return rc;
 }
