@@ -167,6 +167,22 @@ out:
     return rc;
 }
 
+int ds_write_all(int fd, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n > 0) {
+        ssize_t w = write(fd, b, n);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
 int ds_read_file(const char *path, char **out, size_t *len, ds_err *err)
 {
     *out = NULL;

@@ -27,6 +27,10 @@ int ds_fsync_dir(const char *path, ds_err *err);
 /* mkdir -p with mode 0755; existing directories are fine. */
 int ds_mkdir_p(const char *path, ds_err *err);
 
+/* write(2) all n bytes of p to fd, again after EINTR and short writes:
+ * 0, or -1 with errno set (the caller names the file in its message). */
+int ds_write_all(int fd, const void *p, size_t n);
+
 /* Read a whole (small) file into a malloc'd NUL-terminated buffer. */
 int ds_read_file(const char *path, char **out, size_t *len, ds_err *err);
 

@@ -17,21 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fsutil.h"
 #include "library_int.h"
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 int ds_library_save_partlist(ds_library *lib, const char *package,
                              uint64_t version, const uint8_t *buf, size_t len,
@@ -63,7 +50,7 @@ int ds_library_save_partlist(ds_library *lib, const char *package,
                         tmp);
         goto out;
     }
-    if (write_all(fd, buf, len) < 0) {
+    if (ds_write_all(fd, buf, len) < 0) {
         rc = ds_err_sys(err, "io-error", "write %s/%s/%s", lib->root, package,
                         tmp);
         goto out;

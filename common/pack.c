@@ -26,6 +26,8 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "fsutil.h"
+
 #define PACK_BLOCK         (64 * 1024)   /* libarchive output block */
 #define PACK_READ_BUF      (256 * 1024)  /* file reads */
 #define PACK_PROGRESS_STEP (1024 * 1024) /* report at most every 1 MiB */
@@ -56,21 +58,6 @@ typedef struct packer {
     char path[PATH_MAX]; /* relative path of the entry being handled */
 } packer;
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
 /* Feed n tar bytes (or the end of the frame) to zstd and write whatever it
  * produces. With ZSTD_e_continue zstd may keep input buffered: the loop
  * only guarantees all of buf was consumed; ZSTD_e_end loops until the
@@ -87,7 +74,7 @@ static int compress_out(packer *p, const void *buf, size_t n,
                               "pack %s: zstd compress: %s", p->source,
                               ZSTD_getErrorName(r));
         if (out.pos > 0) {
-            if (write_all(p->out_fd, p->zbuf, out.pos) < 0)
+            if (ds_write_all(p->out_fd, p->zbuf, out.pos) < 0)
                 return ds_err_sys(p->err, "io-error",
                                   "pack %s: write compressed stream to fd %d",
                                   p->source, p->out_fd);
