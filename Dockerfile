@@ -22,7 +22,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       librdkafka-dev libmsgpack-dev libzstd-dev libarchive-dev libssl-dev \
-      libmicrohttpd-dev libsystemd-dev libjansson-dev \
+      libmicrohttpd-dev libsystemd-dev libjansson-dev zlib1g-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -39,13 +39,13 @@ LABEL org.opencontainers.image.title="despool" \
 # Exactly the libraries the two binaries link (readelf -d: librdkafka.so.1,
 # libmsgpackc.so.2, libzstd.so.1, libarchive.so.13, libcrypto.so.3,
 # libmicrohttpd.so.12, libsystemd.so.0: sd_notify, a no-op in a container,
-# libjansson.so.4: --json),
+# libjansson.so.4: --json, libz.so.1: the status page's gzip),
 # plus ca-certificates so that TLS to a real cluster can verify the broker
 # with the system CAs.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       librdkafka1 libmsgpackc2 libzstd1 libarchive13 libssl3 libmicrohttpd12 libsystemd0 \
-      libjansson4 \
+      libjansson4 zlib1g \
       ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 

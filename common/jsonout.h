@@ -8,6 +8,7 @@
 #ifndef DS_JSONOUT_H
 #define DS_JSONOUT_H
 
+#include <stdio.h>
 #include <jansson.h>
 
 /* A JSON string of s: s itself when it is valid UTF-8, else a copy with
@@ -23,5 +24,11 @@ json_t *ds_json_secs(double v);
  * Returns 0, or -1 when v is NULL (building it failed: out of memory) or
  * the dump fails; the caller reports that. */
 int ds_json_print(json_t *v, int nl);
+
+/* For outputs too big for a json_t tree (status of 250,000 cells):
+ * write s to f as a JSON string, escaped as jansson escapes it, with
+ * ds_json_text's rule for bytes that are not UTF-8; NULL s writes null.
+ * Returns 0 or -1 when writing fails. */
+int ds_json_put_str(FILE *f, const char *s);
 
 #endif

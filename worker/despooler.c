@@ -22,6 +22,8 @@
 #include "log.h"
 #include "progress.h"
 #include "status.h"
+#include "statusd.h"
+#include "statusfeed.h"
 #include "worker.h"
 #include "numparse.h"
 
@@ -187,31 +189,42 @@ static void usage_lag(FILE *out)
 
 static void usage_status(FILE *out)
 {
-    fputs("Usage: despooler status -b BOOTSTRAP [OPTIONS]\n"
-          "\n"
-          "Read pkg.status to its end and print the newest version of every\n"
-          "package at every site, the published version first. Marks: behind\n"
-          "(older than published), late (behind or silent for longer than\n"
-          "--max-behind), failed (the site's last attempt failed), retired\n"
-          "(the site retired the package: N retired = version N kept,\n"
-          "retired alone = removed). A package its publisher retired shows\n"
-          "retired as published; a site that has not retired it yet is\n"
-          "behind, then late. --json adds \"retired\" per package and\n"
-          "\"detail\" per site.\n"
-          "\n"
-          "  -b, --bootstrap LIST      brokers host:port[,..], or @FILE\n"
-          "  -X KEY=VALUE, -F FILE     librdkafka settings (-F's\n"
-          "                            bootstrap.servers serves without -b)\n"
-          "  -p, --package PACKAGE     only this package\n"
-          "  -s, --site SITE           only this site\n"
-          "      --max-behind SEC      late after SEC seconds (default 3600)\n"
-          "      --json                one JSON object instead of a table\n"
-          "      --log-level LEVEL     error, warn, info (default) or debug\n"
-          "  -h, --help                this text\n"
-          "\n"
-          "Exit: 0 all current or catching up, 1 a site late or failed,\n"
-          "3 the broker cannot be reached.\n",
-          out);
+    fputs(
+        "Usage: despooler status -b BOOTSTRAP [OPTIONS]\n"
+        "\n"
+        "Read pkg.status to its end and print the newest version of every\n"
+        "package at every site, the published version first. Marks: behind\n"
+        "(older than published), late (behind or silent for longer than\n"
+        "--max-behind), failed (the site's last attempt failed), retired\n"
+        "(the site retired the package: N retired = version N kept,\n"
+        "retired alone = removed). A package its publisher retired shows\n"
+        "retired as published; a site that has not retired it yet is\n"
+        "behind, then late. --json adds \"retired\" per package and\n"
+        "\"detail\" per site.\n"
+        "\n"
+        "  -b, --bootstrap LIST      brokers host:port[,..], or @FILE\n"
+        "  -X KEY=VALUE, -F FILE     librdkafka settings (-F's\n"
+        "                            bootstrap.servers serves without -b)\n"
+        "  -p, --package PACKAGE     only this package\n"
+        "  -s, --site SITE           only this site\n"
+        "      --max-behind SEC      late after SEC seconds (default 3600)\n"
+        "      --json                one JSON object instead of a table\n"
+        "      --log-level LEVEL     error, warn, info (default) or debug\n"
+        "  -h, --help                this text\n"
+        "The status page (a browser, or scripts on /api/status, /api/lag):\n"
+        "      --serve ADDR:PORT     serve it until SIGINT/SIGTERM (:PORT for\n"
+        "                            every interface, port 0 = any free)\n"
+        "      --refresh SEC         the page reloads its data every SEC\n"
+        "                            (default 5)\n"
+        "      --lag-every SEC       sample every site's lag every SEC\n"
+        "                            (default 30); --window N (default 10)\n"
+        "                            and --stop-after SEC (default 300) as\n"
+        "                            for lag --watch\n"
+        "\n"
+        "Exit: 0 all current or catching up, 1 a site late or failed,\n"
+        "3 the broker cannot be reached. With --serve: 0 once stopped by a\n"
+        "signal, 2 a usage error or an address that cannot be bound.\n",
+        out);
 }
 
 static void usage_devbroker(FILE *out)
@@ -316,7 +329,10 @@ enum {
     OPT_CRIT_LAG,
     OPT_MAX_TIME_LAG,
     OPT_LOG_LEVEL,
-    OPT_CREATE_LIBRARY
+    OPT_CREATE_LIBRARY,
+    OPT_SERVE,
+    OPT_REFRESH,
+    OPT_LAG_EVERY
 };
 
 /* --log-level LEVEL: DESPOOL_LOG_LEVEL for ds_log (log.h), set here, before
@@ -740,6 +756,34 @@ static int cmd_lag(int argc, char **argv)
     return rc;
 }
 
+/* --serve: the feed and the server until a signal. */
+static int status_serve(const char *addr, ds_feed_opts *fo)
+{
+    ds_err err;
+    ds_feed *f = NULL;
+    ds_statusd *d = NULL;
+    char bound[160];
+    install_signals();
+    /* The address first: a typo or a busy port fails before any thread
+     * talks to the broker. */
+    if (ds_feed_start(fo, &f, &err) < 0 ||
+        ds_statusd_start(addr, f, &d, bound, sizeof(bound), &err) < 0) {
+        ds_feed_stop(f);
+        fprintf(stderr, "despooler status: %s\n", err.msg);
+        return 2;
+    }
+    char url[200];
+    snprintf(url, sizeof(url), "http://%s/", bound);
+    ds_info("serving", "url=%s refresh_s=%g lag_every_s=%g", url, fo->refresh_s,
+            fo->lag_every_s);
+    while (!stop_flag)
+        usleep(100000);
+    ds_info("stopping", "signal=%d", (int)stop_flag);
+    ds_statusd_stop(d);
+    ds_feed_stop(f);
+    return 0;
+}
+
 static int cmd_status(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -748,13 +792,26 @@ static int cmd_status(int argc, char **argv)
         {"site", required_argument, NULL, 's'},
         {"max-behind", required_argument, NULL, OPT_MAX_BEHIND},
         {"json", no_argument, NULL, OPT_JSON},
+        {"serve", required_argument, NULL, OPT_SERVE},
+        {"refresh", required_argument, NULL, OPT_REFRESH},
+        {"lag-every", required_argument, NULL, OPT_LAG_EVERY},
+        {"window", required_argument, NULL, OPT_WINDOW_SAMPLES},
+        {"stop-after", required_argument, NULL, OPT_STOP_AFTER},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     ds_kconf kc = {0};
     ds_status_opts o = {.kc = &kc, .max_behind_s = 3600, .timeout_ms = 10000};
-    int c, rc = 0;
+    ds_feed_opts fo = {.kc = &kc,
+                       .refresh_s = 5,
+                       .lag_every_s = 30,
+                       .window = 10,
+                       .stop_after_s = 300,
+                       .timeout_ms = 10000};
+    const char *serve = NULL;
+    int c, rc = 0, page_opts = 0;
+    uint64_t v;
     while (rc == 0 &&
            (c = getopt_long(argc, argv, "b:X:F:p:s:h", opts, NULL)) != -1) {
         if (kafka_opt(c, "status", &kc, &rc))
@@ -767,11 +824,40 @@ static int cmd_status(int argc, char **argv)
             o.site = optarg;
             break;
         case OPT_MAX_BEHIND:
-            if (ds_parse_u64(optarg, &o.max_behind_s) < 0)
+            if (ds_parse_u64(optarg, &o.max_behind_s) < 0 ||
+                o.max_behind_s > UINT64_MAX / 1000)
                 rc = fail("status", "--max-behind: expected seconds");
             break;
         case OPT_JSON:
             o.json = 1;
+            break;
+        case OPT_SERVE:
+            serve = optarg;
+            break;
+        case OPT_REFRESH:
+            page_opts = 1;
+            if (ds_parse_decimal(optarg, &fo.refresh_s) < 0 ||
+                fo.refresh_s < 0.5 || fo.refresh_s > 3600)
+                rc = fail("status", "--refresh: expected seconds, 0.5 .. 3600");
+            break;
+        case OPT_LAG_EVERY:
+            page_opts = 1;
+            if (ds_parse_decimal(optarg, &fo.lag_every_s) < 0 ||
+                fo.lag_every_s < 0.5 || fo.lag_every_s > 3600)
+                rc = fail("status",
+                          "--lag-every: expected seconds, 0.5 .. 3600");
+            break;
+        case OPT_WINDOW_SAMPLES:
+            page_opts = 1;
+            if (ds_parse_u64(optarg, &v) < 0 || v < 2 || v > 10000)
+                rc = fail("status", "--window: expected 2..10000 samples");
+            fo.window = (int)v;
+            break;
+        case OPT_STOP_AFTER:
+            page_opts = 1;
+            if (ds_parse_decimal(optarg, &fo.stop_after_s) < 0 ||
+                fo.stop_after_s <= 0)
+                rc = fail("status", "--stop-after: expected seconds > 0");
             break;
         case OPT_LOG_LEVEL:
             rc = log_level_opt("status", optarg);
@@ -788,10 +874,20 @@ static int cmd_status(int argc, char **argv)
     }
     if (rc == 0 && optind < argc)
         rc = fail("status", "unexpected argument (see --help)");
+    if (rc == 0 && serve == NULL && page_opts)
+        rc = fail("status", "--refresh, --lag-every, --window and "
+                            "--stop-after need --serve");
+    if (rc == 0 && serve != NULL && (o.json || o.package || o.site))
+        rc = fail("status", "--serve shows every package and site (the page "
+                            "filters them); --json, --package and --site "
+                            "are for the table");
     if (rc == 0 && kc.bootstrap == NULL)
         rc = fail("status", "-b BOOTSTRAP is required (host:port or @FILE; or "
                             "bootstrap.servers in -F FILE)");
-    if (rc == 0) {
+    if (rc == 0 && serve != NULL) {
+        fo.max_behind_s = o.max_behind_s;
+        rc = status_serve(serve, &fo);
+    } else if (rc == 0) {
         ds_err err;
         int worst = 0;
         if (ds_status_run(&o, &worst, &err) < 0) {

@@ -1,20 +1,16 @@
 /*
- * metricsd.c - /metrics and /healthz over HTTP with libmicrohttpd.
- *
- * The listening socket is bound here, not by libmicrohttpd, so that a bad
- * or busy address fails `despooler run` at start-up with a message naming
- * it ("bind 0.0.0.0:9100: Address already in use"), and so that port 0
- * can be resolved to the port actually bound.
+ * metricsd.c - /metrics and /healthz over HTTP with libmicrohttpd, on a
+ * socket bound by listen.c.
  */
 #include "metricsd.h"
 
 #include <microhttpd.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
+
+#include "listen.h"
 
 #define CONTENT_TYPE_METRICS "text/plain; version=0.0.4; charset=utf-8"
 
@@ -90,80 +86,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                       "%s: not found (try /metrics or /healthz)\n", url);
 }
 
-/* Split "HOST:PORT", "[V6]:PORT" or ":PORT" into host (NULL = any) and
- * port. */
-static int split_addr(const char *addr, char *host, size_t hn, char *port,
-                      size_t pn, ds_err *err)
-{
-    const char *colon = strrchr(addr, ':');
-    if (colon == NULL || colon[1] == '\0' || strlen(colon + 1) >= pn)
-        return ds_err_set(err, -EINVAL, "usage",
-                          "--metrics %s: expected HOST:PORT or :PORT", addr);
-    const char *h = addr;
-    size_t len = (size_t)(colon - addr);
-    if (len >= 2 && h[0] == '[' && h[len - 1] == ']') {
-        h++;
-        len -= 2;
-    }
-    if (len >= hn)
-        return ds_err_set(err, -EINVAL, "usage", "--metrics %s: host too long",
-                          addr);
-    memcpy(host, h, len);
-    host[len] = '\0';
-    snprintf(port, pn, "%s", colon + 1);
-    return 0;
-}
-
-static int listen_on(const char *addr, int *out, char *bound, size_t bn,
-                     ds_err *err)
-{
-    char host[256], port[16];
-    int rc = split_addr(addr, host, sizeof(host), port, sizeof(port), err);
-    if (rc < 0)
-        return rc;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC,
-                             .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV},
-                    *res = NULL;
-    int gai = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
-    if (gai != 0)
-        return ds_err_set(err, -EINVAL, "usage", "--metrics %s: %s", addr,
-                          gai_strerror(gai));
-    int fd = -1;
-    rc = 0;
-    for (struct addrinfo *a = res; a != NULL; a = a->ai_next) {
-        fd =
-            socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd < 0) {
-            rc = ds_err_sys(err, "io-error", "--metrics %s: socket", addr);
-            continue;
-        }
-        int one = 1;
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 32) == 0) {
-            rc = 0;
-            break;
-        }
-        rc = ds_err_sys(err, "io-error", "--metrics: bind %s", addr);
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    if (fd < 0)
-        return rc < 0 ? rc
-                      : ds_err_set(err, -EINVAL, "usage",
-                                   "--metrics %s: no usable address", addr);
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    char h[128] = "?", p[16] = "?";
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
-        getnameinfo((struct sockaddr *)&ss, sl, h, sizeof(h), p, sizeof(p),
-                    NI_NUMERICHOST | NI_NUMERICSERV);
-    snprintf(bound, bn, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
-    *out = fd;
-    return 0;
-}
-
 int ds_metricsd_start(const char *addr, ds_metrics *m, ds_health_fn health,
                       void *ctx, ds_metricsd **out, char *bound, size_t n,
                       ds_err *err)
@@ -172,7 +94,7 @@ int ds_metricsd_start(const char *addr, ds_metrics *m, ds_health_fn health,
     if (d == NULL)
         return ds_err_set(err, -ENOMEM, "internal", "metrics: out of memory");
     *d = (ds_metricsd){.fd = -1, .m = m, .health = health, .ctx = ctx};
-    int rc = listen_on(addr, &d->fd, bound, n, err);
+    int rc = ds_listen("--metrics", addr, &d->fd, bound, n, err);
     if (rc < 0) {
         free(d);
         return rc;
