@@ -424,6 +424,7 @@
     buildIndex();
     S.gen++;
     if (colsChanged || S.layout.key === '') layoutMatrix(true);
+    else if (!fromUser) layoutMatrix(false); /* new data: names may be longer */
     updateArrows();
     renderCount();
     renderRows();
@@ -451,17 +452,22 @@
     return measureCtx.measureText(s).width;
   }
 
-  function longest(list, n) {
-    /* The n longest strings, to measure only those. */
-    const idx = list.map((s, i) => i).sort((a, b) => String(list[b]).length - String(list[a]).length);
-    return idx.slice(0, n).map((i) => String(list[i]));
+  /* The longest package names (a few characters of slack for wide
+   * letters), to measure only those. */
+  function longestNames(P, n) {
+    let max = 0;
+    for (let i = 0; i < P.length; i++) if (P[i].n.length > max) max = P[i].n.length;
+    const out = [];
+    for (let i = 0; i < P.length && out.length < n; i++)
+      if (P[i].n.length >= max - 3) out.push(String(P[i].n));
+    return out;
   }
 
   function layoutMatrix(rebuild) {
     const v = S.view;
     const fam = getComputedStyle(document.body).fontFamily;
     const L = S.layout;
-    const names = v.packages.length > 0 ? longest(v.packages.map((p) => p.n), 12) : ['PACKAGE'];
+    const names = v.packages.length > 0 ? longestNames(v.packages, 24) : ['PACKAGE'];
     let pw = 0;
     for (const s of names) pw = Math.max(pw, textWidth(s, '600 14px ' + fam));
     L.pkgW = Math.round(Math.min(Math.max(pw + 28, 150), 340));
@@ -606,7 +612,7 @@
     const pk = r.firstChild, pb = pk.nextSibling;
     if (pk.textContent !== name) { pk.textContent = name; pk.title = name; }
     const pub = p.p == null ? '-' : String(p.p);
-    const pcls = 'pub' + (p.p == null ? ' none' : '') + (p.r ? ' is-retired' : '');
+    const pcls = 'pub' + (p.p == null ? ' unpublished' : '') + (p.r ? ' is-retired' : '');
     if (pb.textContent !== pub) pb.textContent = pub;
     if (pb.className !== pcls) pb.className = pcls;
     const ptitle = p.p == null ? 'never published' : 'published ' + pub + (p.r ? ', retired by the publisher' : '');
@@ -713,12 +719,14 @@
     c._tl.textContent = humanLag(s.max_time_lag_ms);
     c._tl.title = 'max time lag: age of the oldest unconsumed event';
     const meta = [];
-    meta.push((Number(s.members) || 0) + (s.members === 1 ? ' member' : ' members'));
-    if (s.state) meta.push(String(s.state));
+    /* members -1 and state "-": unknown (the note says why) */
+    if (typeof s.members === 'number' && s.members >= 0)
+      meta.push(s.members + (s.members === 1 ? ' member' : ' members'));
+    if (s.state && s.state !== '-') meta.push(String(s.state));
     c._meta.textContent = meta.join(' · ');
     c._meta.title = (s.group ? s.group + ' · ' : '') + meta.join(' · ') + (s.note ? ' · ' + s.note : '');
     if (s.note) {
-      const note = make('span', 'site-note', ' · ' + s.note);
+      const note = make('span', 'site-note', (meta.length ? ' · ' : '') + s.note);
       c._meta.appendChild(note);
     }
     c._err.hidden = !s.error;
@@ -732,17 +740,25 @@
     const title = svgEl('title', {});
     svg.appendChild(title);
     svg.appendChild(svgEl('line', { class: 'base', x1: 0, y1: bottom, x2: W, y2: bottom }));
-    const pts = samples.filter((x) => Array.isArray(x) && x.length >= 2 && x[1] != null && x[1] >= 0);
+    let pts = samples.filter((x) => Array.isArray(x) && x.length >= 2 && x[1] != null && x[1] >= 0);
+    if (pts.length) {
+      const cut = pts[pts.length - 1][0] - HOUR_MS;
+      pts = pts.filter((x) => x[0] >= cut);
+    }
     if (pts.length === 0) {
       title.textContent = 'total lag, last hour: no samples yet';
       return;
     }
-    const end = pts[pts.length - 1][0], start = end - HOUR_MS;
+    /* The last hour, or less when the samples cover less (a new server):
+     * then the line spans what there is, and the title says since when. */
+    const end = pts[pts.length - 1][0];
+    const start = Math.max(pts[0][0], end - HOUR_MS);
+    const width = Math.max(end - start, 1);
     let min = Infinity, max = 0;
     for (const x of pts) { min = Math.min(min, x[1]); max = Math.max(max, x[1]); }
     const xy = [];
     for (const x of pts) {
-      const px = Math.max(0, Math.min(W, ((x[0] - start) / HOUR_MS) * W));
+      const px = pts.length === 1 ? W : Math.max(0, Math.min(W, ((x[0] - start) / width) * W));
       const py = max > 0 ? bottom - (x[1] / max) * (bottom - top) : bottom;
       xy.push(px.toFixed(1) + ',' + py.toFixed(1));
     }
@@ -853,7 +869,7 @@
       if (seq !== S.detail.seq) return;
       if (e.status === 404) S.detail.data = null;
       S.detail.err = e.status === 404
-        ? 'Unknown package' + (e.body && e.body.error ? ': ' + e.body.error : '')
+        ? (e.body && e.body.error ? String(e.body.error) : 'unknown package')
         : 'Cannot load the package: ' + e.message + (S.detail.data ? ' (showing older data)' : '');
     } finally {
       if (seq === S.detail.seq) S.detail.busy = false;
