@@ -20,7 +20,6 @@ trap 'kill $SERVE 2>/dev/null || true; scripts/kafka stop --dir "$W/kafka" --wip
 SERVE=
 scripts/kafka start --dir "$W/kafka" >/dev/null
 B=@$W/kafka/bootstrap
-echo "records: $NP packages x $NS sites + $NP published = $((NP * NS + NP))"
 python3 - "$W" "$NP" "$NS" <<'PY'
 import os, random, sys, time
 w, np_, ns = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -62,6 +61,8 @@ for p in range(np_):
         else:
             put(site, pkg, v, "installed", "", pub_at + random.randint(1000, 600_000))
 lst.close()
+print("records: %d (%d packages x %d sites, about 2%% of the cells without a record, + %d published)"
+      % (n, np_, ns, np_))
 PY
 t0=$(date +%s.%N)
 build/tests/ktool put -b "$B" -t pkg.status -l "$W/status.list" >/dev/null
