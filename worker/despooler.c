@@ -21,6 +21,7 @@
 #include "library.h"
 #include "log.h"
 #include "progress.h"
+#include "listen.h"
 #include "status.h"
 #include "statusd.h"
 #include "statusfeed.h"
@@ -766,8 +767,17 @@ static int status_serve(const char *addr, ds_feed_opts *fo)
     install_signals();
     /* The address first: a typo or a busy port fails before any thread
      * talks to the broker. */
-    if (ds_feed_start(fo, &f, &err) < 0 ||
-        ds_statusd_start(addr, f, &d, bound, sizeof(bound), &err) < 0) {
+    int fd = -1;
+    if (ds_listen("--serve", addr, &fd, bound, sizeof(bound), &err) < 0) {
+        fprintf(stderr, "despooler status: %s\n", err.msg);
+        return 2;
+    }
+    if (ds_feed_start(fo, &f, &err) < 0) {
+        close(fd);
+        fprintf(stderr, "despooler status: %s\n", err.msg);
+        return 2;
+    }
+    if (ds_statusd_start(fd, bound, f, &d, &err) < 0) {
         ds_feed_stop(f);
         fprintf(stderr, "despooler status: %s\n", err.msg);
         return 2;

@@ -18,7 +18,6 @@
 #include "codec.h"
 #include "gzipbuf.h"
 #include "jsonout.h"
-#include "listen.h"
 #include "progress.h"
 
 #define MAX_PATH  512  /* a longer path is not one of ours: 404 */
@@ -394,20 +393,17 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
     return (size_t)(w - s);
 }
 
-int ds_statusd_start(const char *addr, ds_feed *feed, ds_statusd **out,
-                     char *bound, size_t n, ds_err *err)
+int ds_statusd_start(int fd, const char *bound, ds_feed *feed, ds_statusd **out,
+                     ds_err *err)
 {
     ds_statusd *d = calloc(1, sizeof(*d));
-    if (d == NULL)
+    if (d == NULL) {
+        close(fd);
         return ds_err_set(err, -ENOMEM, "internal", "--serve: out of memory");
-    *d = (ds_statusd){.fd = -1, .feed = feed};
-    pthread_mutex_init(&d->view_mu, NULL);
-    int rc = ds_listen("--serve", addr, &d->fd, bound, n, err);
-    if (rc < 0) {
-        pthread_mutex_destroy(&d->view_mu);
-        free(d);
-        return rc;
     }
+    *d = (ds_statusd){.fd = fd, .feed = feed};
+    pthread_mutex_init(&d->view_mu, NULL);
+    int rc;
     /* Two threads: a slow client or a big rendering never holds up the
      * other. A request line and headers up to 64 KiB reach on_request
      * (which refuses long queries with 400); libmicrohttpd answers

@@ -24,10 +24,11 @@
 
 typedef struct ds_statusd ds_statusd;
 
-/* Listen on addr (as --metrics: "HOST:PORT", ":PORT", port 0 = any);
- * bound receives what was bound (size >= 64). */
-int ds_statusd_start(const char *addr, ds_feed *feed, ds_statusd **out,
-                     char *bound, size_t n, ds_err *err);
+/* Serve on fd, a socket ds_listen() bound to bound (listen.h: the caller
+ * binds first, so that a bad address fails before the feed starts); the
+ * server owns fd from here, also on failure. */
+int ds_statusd_start(int fd, const char *bound, ds_feed *feed, ds_statusd **out,
+                     ds_err *err);
 void ds_statusd_stop(ds_statusd *d); /* NULL is fine */
 
 #endif

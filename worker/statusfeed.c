@@ -17,6 +17,7 @@
 
 #define READER_GROUP "despool-statusd" /* never joined, never committed */
 #define RETRY_MS     5000
+#define STOP_WAIT_MS 2000
 
 /* Sleep up to ms, in steps that notice a stop. */
 static void nap(ds_feed *f, uint64_t ms)
@@ -398,10 +399,25 @@ void ds_feed_stop(ds_feed *f)
     if (f == NULL)
         return;
     f->stop = 1;
-    if (f->reader_started)
-        pthread_join(f->reader, NULL);
-    if (f->lagger_started)
-        pthread_join(f->lagger, NULL);
+    /* A thread inside a broker request (a lag sample, a metadata wait)
+     * notices the stop only when it returns, up to its timeout: give them
+     * STOP_WAIT_MS, then let the process end without them (their state
+     * is left allocated: the process exits next). */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += STOP_WAIT_MS / 1000;
+    int stuck = 0;
+    if (f->reader_started && pthread_timedjoin_np(f->reader, NULL, &until))
+        stuck = 1;
+    if (f->lagger_started && pthread_timedjoin_np(f->lagger, NULL, &until))
+        stuck = 1;
+    if (stuck) {
+        ds_warn("status-stop-slow",
+                "detail=\"a broker request is still waiting; not waiting "
+                "for it\" waited_ms=%d",
+                STOP_WAIT_MS);
+        return;
+    }
     for (size_t i = 0; i < f->nsites; i++) {
         ds_lagwatch_free(f->sites[i]->watch);
         free(f->sites[i]->json);

@@ -37,7 +37,10 @@ typedef struct ds_feed_opts {
 typedef struct ds_feed ds_feed;
 
 int ds_feed_start(const ds_feed_opts *o, ds_feed **out, ds_err *err);
-void ds_feed_stop(ds_feed *f); /* NULL is fine */
+/* Stop and free the feed; a thread still inside a broker request after
+ * 2 s is left behind, with the feed (only for a process about to exit).
+ * NULL is fine. */
+void ds_feed_stop(ds_feed *f);
 
 /* 1 while the reader reads pkg.status; why says how far it is, or what
  * fails. */

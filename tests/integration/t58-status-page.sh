@@ -78,7 +78,7 @@ assert [s["site"] for s in d["packages"][0]["sites"]] == [sys.argv[3]], d
 ok=0
 for _ in $(seq 60); do
   get "$URL"api/lag >/dev/null
-  if python3 - "$T/body" "$S1" "$S2" <<'PY'
+  if python3 - "$T/body" "$S1" "$S2" 2>"$T/lagcheck.err" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 g = {x["group"]: x for x in d["groups"]}
@@ -90,7 +90,7 @@ PY
   then ok=1; break; fi
   sleep 0.5
 done
-[ $ok = 1 ] || fail "/api/lag never showed west ERR and east OK: $(cat "$T/body")"
+[ $ok = 1 ] || fail "/api/lag never showed west ERR and east OK: $(tail -1 "$T/lagcheck.err")"
 [ "$(get "$URL"api/sites)" = 200 ] || fail "/api/sites"
 python3 -c '
 import json, sys
