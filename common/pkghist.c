@@ -13,6 +13,7 @@
 
 #include "jsonout.h"
 #include "statustab.h"
+#include "strhash.h"
 
 #define SITE_PUBLISHED UINT32_MAX
 
@@ -45,18 +46,11 @@ struct ds_pkghist {
     smap names; /* site and state names -> their index */
 };
 
-static uint64_t hash(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s != '\0'; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
-}
-
 static size_t *slot_of(const smap *m, const char *k)
 {
     size_t mask = m->nslot - 1;
-    for (size_t i = (size_t)hash(k) & mask;; i = (i + 1) & mask)
+    for (size_t i = (size_t)ds_fnv1a(DS_FNV1A_INIT, k) & mask;;
+         i = (i + 1) & mask)
         if (m->slot[i] == 0 || strcmp(m->key[m->slot[i] - 1], k) == 0)
             return &m->slot[i];
 }

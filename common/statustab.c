@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "jsonout.h"
+#include "strhash.h"
 
 static const char *const mark_names[DS_MARK_COUNT] = {
     "ok", "behind", "late", "failed", "missing", "retired"};
@@ -26,13 +27,9 @@ char ds_mark_code(ds_mark m)
 
 static uint64_t key_hash(const char *site, const char *package)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (const char *p = site; *p != '\0'; p++)
-        h = (h ^ (uint8_t)*p) * 1099511628211ull;
-    h = (h ^ 0xff) * 1099511628211ull; /* no byte of a name: a separator */
-    for (const char *p = package; *p != '\0'; p++)
-        h = (h ^ (uint8_t)*p) * 1099511628211ull;
-    return h;
+    uint64_t h = ds_fnv1a(DS_FNV1A_INIT, site);
+    h = (h ^ 0xff) * DS_FNV1A_PRIME; /* no byte of a name: a separator */
+    return ds_fnv1a(h, package);
 }
 
 /* The slot of the key: its record's, or the empty one it would take. */

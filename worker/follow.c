@@ -144,12 +144,12 @@ int ds_follow_poll(ds_follow *f, int wait_ms, ds_follow_fn fn, void *ctx,
         if (n >= 10000) /* let the caller publish what it has */
             break;
     }
-    probe(f);
     return n;
 }
 
-const char *ds_follow_trouble(const ds_follow *f)
+const char *ds_follow_trouble(ds_follow *f)
 {
+    probe(f);
     return f->trouble[0] ? f->trouble : NULL;
 }
 

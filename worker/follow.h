@@ -29,10 +29,12 @@ int ds_follow_open(const ds_kconf *kc, const char *topic, const char *group,
 int ds_follow_poll(ds_follow *f, int wait_ms, ds_follow_fn fn, void *ctx,
                    ds_err *err);
 
-/* Why the topic cannot be read while the client retries by itself (no
- * broker answered the last probe, every 5 s; or a transport error), until
- * a probe, a record or a partition's end succeeds; NULL when none. */
-const char *ds_follow_trouble(const ds_follow *f);
+/* Why the topic cannot be read while the client retries by itself: no
+ * broker answered the last probe (a metadata request, made here at most
+ * every 5 s, so only a follower whose trouble is asked for sends it), or a
+ * transport error; cleared by a probe, a record or a partition's end that
+ * succeeds. NULL when none. */
+const char *ds_follow_trouble(ds_follow *f);
 
 /* 1 once every partition has been read to its end at least once. */
 int ds_follow_caught_up(const ds_follow *f);

@@ -7,6 +7,7 @@
  */
 #include "statusd.h"
 
+#include <ctype.h>
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include "codec.h"
 #include "gzipbuf.h"
 #include "jsonout.h"
+#include "log.h"
 #include "progress.h"
 
 #define MAX_PATH  512  /* a longer path is not one of ours: 404 */
@@ -363,14 +365,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
                 "/api/lag)");
 }
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9'   ? c - '0'
-           : c >= 'a' && c <= 'f' ? c - 'a' + 10
-           : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                  : -1;
-}
-
 /* libmicrohttpd's own unescaping turns %00 into a NUL that ends the
  * path ("/%00anything" would be "/"): this one leaves %00 as it is, so
  * such a path matches nothing. Decodes in place; returns the length. */
@@ -381,8 +375,10 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
     char *w = s;
     for (const char *r = s; *r != '\0'; r++) {
         int hi, lo;
-        if (r[0] == '%' && (hi = hexval(r[1])) >= 0 &&
-            (lo = hexval(r[2])) >= 0 && (hi | lo) != 0) {
+        if (r[0] == '%' &&
+            (hi = ds_hex_digit((char)tolower((unsigned char)r[1]))) >= 0 &&
+            (lo = ds_hex_digit((char)tolower((unsigned char)r[2]))) >= 0 &&
+            (hi | lo) != 0) {
             *w++ = (char)(hi * 16 + lo);
             r += 2;
         } else {

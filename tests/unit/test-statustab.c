@@ -182,6 +182,19 @@ Test(statustab, string_escaping_matches_jansson)
     same_as_jansson("overlong \xc0\xaf, surrogate \xed\xa0\x80");
 }
 
+/* A package's history members, in an object of their own, parsed. */
+static json_t *hist_json(const ds_pkghist *h, const char *package)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    fputs("{\"x\":0", f);
+    cr_assert_eq(ds_pkghist_write_json(f, h, package), 0);
+    fputs("}", f);
+    fclose(f);
+    return parse(buf, len);
+}
+
 Test(pkghist, history_and_dead_letters)
 {
     ds_pkghist *h;
@@ -206,14 +219,7 @@ Test(pkghist, history_and_dead_letters)
     }
     cr_assert(ds_pkghist_has(h, "app"));
     cr_assert(!ds_pkghist_has(h, "other"));
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    fputs("{\"x\":0", f);
-    cr_assert_eq(ds_pkghist_write_json(f, h, "app"), 0);
-    fputs("}", f);
-    fclose(f);
-    json_t *j = parse(buf, len);
+    json_t *j = hist_json(h, "app");
     json_t *hist = json_object_get(j, "history");
     cr_assert_eq(json_array_size(hist), 2);
     json_t *v2 = json_array_get(hist, 0);
@@ -241,14 +247,7 @@ Test(pkghist, events_are_bounded)
         ds_status s = rec("east", "app", i, "installed", i);
         cr_assert_eq(ds_pkghist_status(h, &s), 0);
     }
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&buf, &len);
-    fputs("{\"x\":0", f);
-    cr_assert_eq(ds_pkghist_write_json(f, h, "app"), 0);
-    fputs("}", f);
-    fclose(f);
-    json_t *j = parse(buf, len);
+    json_t *j = hist_json(h, "app");
     json_t *hist = json_object_get(j, "history");
     cr_assert_eq(json_array_size(hist), DS_PKGHIST_VERSIONS);
     cr_assert_eq(
